@@ -1,0 +1,1 @@
+"""simulate: see ../shared/DESIGN.md."""

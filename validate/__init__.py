@@ -1,0 +1,1 @@
+"""validate: see ../shared/DESIGN.md."""
