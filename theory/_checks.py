@@ -1,4 +1,6 @@
-"""Argument checks shared by every stage: each raises ``ValueError`` naming the argument and the fix.
+"""Argument checks shared by every stage: each raises ``ValueError`` naming the argument.
+
+Every message also says how to fix the value.
 
 Kept in ``theory`` because it is the root of the import chain (theory <- kernels <- simulate
 <- validate); it depends on numpy only.
@@ -15,8 +17,9 @@ def _finite(x: NDArray, name: str) -> None:
         raise ValueError(f"{name} must be finite (no NaN or inf); got {x!r}")
 
 
-def as_vector(x: ArrayLike, name: str, *, d: int | None = None, positive: bool = False,
-              nonzero: bool = False) -> NDArray[np.float64]:
+def as_vector(
+    x: ArrayLike, name: str, *, d: int | None = None, positive: bool = False, nonzero: bool = False
+) -> NDArray[np.float64]:
     """A finite 1-D float64 vector, optionally of length ``d`` and strictly positive / nonzero."""
     try:
         a = np.asarray(x, dtype=np.float64)
@@ -39,7 +42,9 @@ def as_batch_sizes(B: ArrayLike, name: str = "B") -> NDArray[np.float64]:
     try:
         b = np.asarray(B, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a positive number or 1-D array of them; got {B!r}") from exc
+        raise ValueError(
+            f"{name} must be a positive number or 1-D array of them; got {B!r}"
+        ) from exc
     if b.ndim > 1:
         raise ValueError(f"{name} must be a scalar or 1-D array; got shape {b.shape}")
     if b.size == 0:
@@ -56,13 +61,15 @@ def as_positive_scalar(x: float, name: str, *, allow_inf: bool = False) -> float
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a positive number; got {x!r}") from exc
     if np.isnan(v) or (np.isinf(v) and not allow_inf) or v <= 0:
-        raise ValueError(f"{name} must be a positive {'' if allow_inf else 'finite '}number; "
-                         f"got {name}={x!r}")
+        raise ValueError(
+            f"{name} must be a positive {'' if allow_inf else 'finite '}number; got {name}={x!r}"
+        )
     return v
 
 
-def as_hessian(H: ArrayLike, name: str = "H", *, d: int | None = None, psd: bool = False,
-               rtol: float = 1e-10) -> NDArray[np.float64]:
+def as_hessian(
+    H: ArrayLike, name: str = "H", *, d: int | None = None, psd: bool = False, rtol: float = 1e-10
+) -> NDArray[np.float64]:
     """A finite, symmetric (d, d) matrix; with ``psd=True`` also positive semi-definite.
 
     Symmetry is checked to ``rtol * max|H|`` (round-off from a rotation ``Q diag(l) Qᵀ``
@@ -79,13 +86,16 @@ def as_hessian(H: ArrayLike, name: str = "H", *, d: int | None = None, psd: bool
     _finite(h, name)
     scale = max(float(np.abs(h).max()), np.finfo(float).tiny)
     if not np.allclose(h, h.T, rtol=0.0, atol=rtol * scale * 10):
-        raise ValueError(f"{name} must be symmetric; max |H - H.T| = {np.abs(h - h.T).max():.3g}. "
-                         f"Pass (H + H.T) / 2 if the asymmetry is round-off.")
+        raise ValueError(
+            f"{name} must be symmetric; max |H - H.T| = {np.abs(h - h.T).max():.3g}. "
+            f"Pass (H + H.T) / 2 if the asymmetry is round-off."
+        )
     if psd:
         lam_min = float(np.linalg.eigvalsh((h + h.T) / 2).min())
         if lam_min < -1e-9 * scale * h.shape[0]:
-            raise ValueError(f"{name} must be positive semi-definite; smallest eigenvalue "
-                             f"{lam_min:.3g}")
+            raise ValueError(
+                f"{name} must be positive semi-definite; smallest eigenvalue {lam_min:.3g}"
+            )
     return h
 
 
@@ -96,8 +106,10 @@ def as_covariance(Sigma: ArrayLike, name: str = "Sigma", *, d: int) -> NDArray[n
         return as_vector(s, name, d=d, positive=False) if np.all(s >= 0) else _neg(name, s)
     if s.ndim == 2:
         return as_hessian(s, name, d=d, psd=True)
-    raise ValueError(f"{name} must be a (d,) vector of variances or a (d, d) covariance matrix; "
-                     f"got shape {s.shape}")
+    raise ValueError(
+        f"{name} must be a (d,) vector of variances or a (d, d) covariance matrix; "
+        f"got shape {s.shape}"
+    )
 
 
 def _neg(name: str, s: NDArray) -> NDArray:

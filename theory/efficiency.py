@@ -43,6 +43,9 @@ def fit_b_noise(S: ArrayLike, E: ArrayLike) -> tuple[float, float]:
       >>> B = np.array([8., 32., 128., 512.]); S = 100 * (1 + 64 / B); E = B * S
       >>> [round(v, 6) for v in fit_b_noise(S, E)]
       [64.0, 100.0]
+
+    References:
+      Li et al. 2024, Eq. 22 and Appendix G; McCandlish et al. 2018, Eq. 2.11.
     """
     s = as_vector(S, "S", positive=True)
     e = as_vector(E, "E", d=s.size, positive=True)
@@ -57,7 +60,15 @@ def fit_b_noise(S: ArrayLike, E: ArrayLike) -> tuple[float, float]:
 
 
 def steps_for_examples(E: ArrayLike, s_min: float, e_min: float) -> NDArray[np.float64]:
-    """Solve (S/S_min − 1)(E/E_min − 1) = 1 for S: S = S_min · E / (E − E_min), E > E_min (Eq. 20)."""
+    """Solve Eq. 20, (S/S_min − 1)(E/E_min − 1) = 1, for S: S = S_min E / (E − E_min), E > E_min.
+
+    Examples:
+      >>> float(steps_for_examples(200.0, 100.0, 100.0))
+      200.0
+
+    References:
+      Li et al. 2024, Eq. 20; McCandlish et al. 2018, Eq. 2.11.
+    """
     e = np.asarray(E, dtype=np.float64)
     sm = as_positive_scalar(s_min, "s_min")
     em = as_positive_scalar(e_min, "e_min")
@@ -67,35 +78,71 @@ def steps_for_examples(E: ArrayLike, s_min: float, e_min: float) -> NDArray[np.f
 
 
 def steps_for_batch(B: ArrayLike, s_min: float, b_noise: float) -> NDArray[np.float64] | float:
-    """S(B) = S_min (1 + B_noise/B), the trade-off of Eq. 20 written per batch size."""
+    """S(B) = S_min (1 + B_noise/B), the trade-off of Eq. 20 written per batch size.
+
+    Examples:
+      >>> steps_for_batch(64.0, 100.0, 64.0)
+      200.0
+
+    References:
+      Li et al. 2024, Eqs. 18-20 (S = S_min ΔL_max/ΔL_opt(B)).
+    """
     b = as_batch_sizes(B)
     out = as_positive_scalar(s_min, "s_min") * (1.0 + as_positive_scalar(b_noise, "b_noise") / b)
     return out if out.ndim else float(out)
 
 
 def eps_max_adam(B: ArrayLike, eps_opt: ArrayLike, b_noise: float) -> float:
-    """Eq. 23: mean over grid points of ε_opt · ½(√(B_noise/B) + √(B/B_noise))."""
+    """Eq. 23: mean over grid points of ε_opt · ½(√(B_noise/B) + √(B/B_noise)).
+
+    Examples:
+      >>> round(eps_max_adam([4.0, 16.0], [0.8, 0.8], 8.0), 6)
+      0.848528
+
+    References:
+      Li et al. 2024, Eq. 23.
+    """
     b, eo, n = _grid(B, eps_opt, b_noise)
     return float(np.mean(eo * 0.5 * (np.sqrt(n / b) + np.sqrt(b / n))))
 
 
 def eps_max_sgd(B: ArrayLike, eps_opt: ArrayLike, b_noise: float, alpha: float = 1.0) -> float:
-    """Eq. 24: mean of ε_opt (1 + B_noise/B)^α; α = 1 is SGD's law, α = 0.5 the square-root form."""
+    """Eq. 24: mean of ε_opt (1 + B_noise/B)^α; α = 1 is SGD's law, α = 0.5 the square-root form.
+
+    Examples:
+      >>> eps_max_sgd([8.0], [0.5], 8.0)
+      1.0
+
+    References:
+      Li et al. 2024, Eq. 24.
+    """
     b, eo, n = _grid(B, eps_opt, b_noise)
     a = as_positive_scalar(alpha, "alpha")
     return float(np.mean(eo * (1.0 + n / b) ** a))
 
 
-def sgd_form_lr(B: ArrayLike, eps_max: float, b_noise: float,
-                alpha: float = 1.0) -> NDArray[np.float64] | float:
-    """The SGD-style curve of Eq. 24: ε(B) = ε_max / (1 + B_noise/B)^α."""
+def sgd_form_lr(
+    B: ArrayLike, eps_max: float, b_noise: float, alpha: float = 1.0
+) -> NDArray[np.float64] | float:
+    """The SGD-style curve of Eq. 24: ε(B) = ε_max / (1 + B_noise/B)^α.
+
+    Examples:
+      >>> round(sgd_form_lr(8.0, 1.0, 8.0, 0.5), 12)
+      0.707106781187
+
+    References:
+      Li et al. 2024, Eq. 24; McCandlish et al. 2018, Eq. 2.7 (α = 1).
+    """
     b = as_batch_sizes(B)
-    out = (as_positive_scalar(eps_max, "eps_max")
-           / (1.0 + as_positive_scalar(b_noise, "b_noise") / b) ** as_positive_scalar(alpha, "alpha"))
+    a = as_positive_scalar(alpha, "alpha")
+    out = (
+        as_positive_scalar(eps_max, "eps_max")
+        / (1.0 + as_positive_scalar(b_noise, "b_noise") / b) ** a
+    )
     return out if out.ndim else float(out)
 
 
 def _grid(B, eps_opt, b_noise):
     b = np.atleast_1d(as_batch_sizes(B))
-    eo = as_vector(eps_opt, "eps_opt", d=b.size, positive=True)
+    eo = as_vector(np.atleast_1d(eps_opt), "eps_opt", d=b.size, positive=True)
     return b, eo, as_positive_scalar(b_noise, "b_noise")

@@ -40,10 +40,21 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     """The commit of the checkout this code runs from (with ``+dirty``), or None outside git."""
     where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return sha + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -150,11 +161,15 @@ def _parse(v: str) -> Any:
         return v
 
 
-def start_run(stage: str, command: str, config: Mapping[str, Any],
-              out: str | os.PathLike | None = None, device: str | None = None) -> Path:
+def start_run(
+    stage: str,
+    command: str,
+    config: Mapping[str, Any],
+    out: str | os.PathLike | None = None,
+    device: str | None = None,
+) -> Path:
     """Make the run folder and write ``config.json`` and ``meta.json``; return the folder."""
     path = make_run_dir(stage, command, out)
     write_json(path / "config.json", dict(config))
-    write_json(path / "meta.json", {"stage": stage, "command": command,
-                                    **environment(device)})
+    write_json(path / "meta.json", {"stage": stage, "command": command, **environment(device)})
     return path

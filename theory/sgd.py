@@ -35,8 +35,10 @@ from theory._checks import (
 def _curvature(G: NDArray, H: NDArray) -> float:
     gHg = float(G @ H @ G)
     if not gHg > 0:
-        raise ValueError(f"G^T H G must be > 0 for a maximum along G (Lemma 1's side condition); "
-                         f"got {gHg:.3g}. Check that H is positive definite along G.")
+        raise ValueError(
+            f"G^T H G must be > 0 for a maximum along G (Lemma 1's side condition); "
+            f"got {gHg:.3g}. Check that H is positive definite along G."
+        )
     return gHg
 
 
@@ -61,6 +63,9 @@ def params(G: ArrayLike, H: ArrayLike, Sigma: ArrayLike) -> tuple[float, float]:
       >>> import numpy as np
       >>> params(np.array([1.0, 1.0]), np.eye(2), np.array([2.0, 2.0]))
       (1.0, 2.0)
+
+    References:
+      McCandlish et al. 2018, Eqs. 2.6-2.7; Li et al. 2024, Eqs. 3-5.
     """
     g = as_vector(G, "G")
     h = as_hessian(H, "H", d=g.size)
@@ -70,7 +75,15 @@ def params(G: ArrayLike, H: ArrayLike, Sigma: ArrayLike) -> tuple[float, float]:
 
 
 def b_simple(G: ArrayLike, Sigma: ArrayLike) -> float:
-    """B_simple = tr(Σ) / |G|², equal to B_noise when H ∝ I (McCandlish Eq. 2.9)."""
+    """B_simple = tr(Σ) / |G|², equal to B_noise when H ∝ I (McCandlish Eq. 2.9).
+
+    Examples:
+      >>> b_simple([1.0, 1.0], [2.0, 2.0])
+      2.0
+
+    References:
+      McCandlish et al. 2018, Eq. 2.9.
+    """
     g = as_vector(G, "G")
     s = as_covariance(Sigma, "Sigma", d=g.size)
     g2 = float(g @ g)
@@ -80,7 +93,16 @@ def b_simple(G: ArrayLike, Sigma: ArrayLike) -> float:
 
 
 def gain_max(G: ArrayLike, H: ArrayLike) -> float:
-    """ΔL_max = ½ |G|⁴ / (Gᵀ H G): the best one-step improvement at B → ∞."""
+    """ΔL_max = ½ |G|⁴ / (Gᵀ H G): the best one-step improvement at B → ∞.
+
+    Examples:
+      >>> import numpy as np
+      >>> gain_max([1.0, 1.0], np.eye(2))
+      1.0
+
+    References:
+      McCandlish et al. 2018, Eq. 2.8; THEORY.md (|G|⁴, not |G|²).
+    """
     g = as_vector(G, "G")
     h = as_hessian(H, "H", d=g.size)
     return 0.5 * float(g @ g) ** 2 / _curvature(g, h)
@@ -94,6 +116,9 @@ def optimal_lr(B: ArrayLike, eps_max: float, b_noise: float) -> NDArray[np.float
     Examples:
       >>> float(optimal_lr(2.0, 1.0, 2.0))
       0.5
+
+    References:
+      McCandlish et al. 2018, Eq. 2.7; Li et al. 2024, Eq. 3.
     """
     b = as_batch_sizes(B)
     e = as_positive_scalar(eps_max, "eps_max")
@@ -103,7 +128,15 @@ def optimal_lr(B: ArrayLike, eps_max: float, b_noise: float) -> NDArray[np.float
 
 
 def gain(B: ArrayLike, dl_max: float, b_noise: float) -> NDArray[np.float64] | float:
-    """ΔL_opt(B) = ΔL_max / (1 + B_noise / B) (McCandlish Eq. 2.8)."""
+    """ΔL_opt(B) = ΔL_max / (1 + B_noise / B) (McCandlish Eq. 2.8).
+
+    Examples:
+      >>> float(gain(2.0, 1.0, 2.0))
+      0.5
+
+    References:
+      McCandlish et al. 2018, Eq. 2.8.
+    """
     b = as_batch_sizes(B)
     dl = as_positive_scalar(dl_max, "dl_max")
     n = _nonneg(b_noise, "b_noise")
@@ -111,15 +144,26 @@ def gain(B: ArrayLike, dl_max: float, b_noise: float) -> NDArray[np.float64] | f
     return out if out.ndim else float(out)
 
 
-def optimal_lr_exact(G: ArrayLike, H: ArrayLike, Sigma: ArrayLike,
-                     B: ArrayLike) -> NDArray[np.float64] | float:
-    """Lemma 1 applied to V = G_est directly: |G|² / (GᵀHG + tr(HΣ)/B). Equals :func:`optimal_lr`."""
+def optimal_lr_exact(
+    G: ArrayLike, H: ArrayLike, Sigma: ArrayLike, B: ArrayLike
+) -> NDArray[np.float64] | float:
+    """Lemma 1 applied to V = G_est: |G|² / (GᵀHG + tr(HΣ)/B); equals :func:`optimal_lr`.
+
+    Examples:
+      >>> import numpy as np
+      >>> optimal_lr_exact([1.0, 1.0], np.eye(2), [2.0, 2.0], 2.0)
+      0.5
+
+    References:
+      Li et al. 2024, Lemma 1 (Eq. 6) with V = G_est; McCandlish et al. 2018, Eq. 2.6.
+    """
     e, n = params(G, H, Sigma)
     return optimal_lr(B, e, n)
 
 
-def two_batch_estimates(g_small_sq: ArrayLike, g_big_sq: ArrayLike, B_small: float,
-                        B_big: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def two_batch_estimates(
+    g_small_sq: ArrayLike, g_big_sq: ArrayLike, B_small: float, B_big: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Unbiased |G|² and tr(Σ) from squared norms of batch-mean gradients (McCandlish App. A.1).
 
     |G|² ≈ (B_big |G_big|² − B_small |G_small|²) / (B_big − B_small),
@@ -130,6 +174,14 @@ def two_batch_estimates(g_small_sq: ArrayLike, g_big_sq: ArrayLike, B_small: flo
 
     Returns:
       ``(g2, trace_sigma)`` with the broadcast shape of the inputs.
+
+    Examples:
+      >>> g2, tr = two_batch_estimates(3.0, 1.5, 1.0, 4.0)  # |G|² = 1, tr Σ = 2
+      >>> float(g2), float(tr)
+      (1.0, 2.0)
+
+    References:
+      McCandlish et al. 2018, Appendix A.1.
     """
     bs = as_positive_scalar(B_small, "B_small")
     bb = as_positive_scalar(B_big, "B_big")
@@ -139,6 +191,12 @@ def two_batch_estimates(g_small_sq: ArrayLike, g_big_sq: ArrayLike, B_small: flo
     b = np.asarray(g_big_sq, dtype=np.float64)
     if not (np.all(np.isfinite(s)) and np.all(np.isfinite(b))):
         raise ValueError("g_small_sq and g_big_sq must be finite")
+    try:
+        s, b = np.broadcast_arrays(s, b)
+    except ValueError as exc:
+        raise ValueError(
+            f"g_small_sq and g_big_sq must have broadcastable shapes; got {s.shape} and {b.shape}"
+        ) from exc
     g2 = (bb * b - bs * s) / (bb - bs)
     tr = (s - b) / (1.0 / bs - 1.0 / bb)
     return g2, tr

@@ -39,10 +39,6 @@ def _problem(mu: ArrayLike, sigma: ArrayLike | None, H: ArrayLike | None):
     return m, s, h
 
 
-def _shape_out(x: NDArray, b: NDArray):
-    return x if b.ndim else x[()] if x.ndim == 0 else x.reshape(x.shape[1:])
-
-
 def expected_sign(mu: ArrayLike, sigma: ArrayLike, B: ArrayLike) -> NDArray[np.float64]:
     """ξ_i(B) = E[sign(G_est,i)] = erf(√(B/2) μ_i/σ_i) (Eq. 8).
 
@@ -55,6 +51,9 @@ def expected_sign(mu: ArrayLike, sigma: ArrayLike, B: ArrayLike) -> NDArray[np.f
     Examples:
       >>> float(expected_sign([0.0], [1.0], 4.0)[0])
       0.0
+
+    References:
+      Li et al. 2024, Eq. 8 (Appendix C).
     """
     m, s, _ = _problem(mu, sigma, None)
     b = as_batch_sizes(B)
@@ -66,37 +65,67 @@ def _exact_terms(mu, sigma, H, B):
     m, s, h = _problem(mu, sigma, H)
     b = as_batch_sizes(B)
     xi = np.atleast_2d(expected_sign(m, s, np.atleast_1d(b)))
-    numer = xi @ m                                             # Σ ξ_i μ_i
+    numer = xi @ m  # Σ ξ_i μ_i
     hd = np.diag(h)
     # Σ(1-ξ²)H_ii + ξᵀHξ, which equals Σ H_ii + Σ_{i≠j} ξ_iξ_j H_ij exactly
     denom = np.sum(hd) + np.einsum("bi,ij,bj->b", xi, h, xi) - (xi**2) @ hd
     if np.any(denom <= 0):
-        raise ValueError("Theorem 2's denominator tr(H cov V) + E[V]^T H E[V] must be > 0 "
-                         "(Lemma 1's side condition); H is not positive enough for this update.")
+        raise ValueError(
+            "Theorem 2's denominator tr(H cov V) + E[V]^T H E[V] must be > 0 "
+            "(Lemma 1's side condition); H is not positive enough for this update."
+        )
     return b, numer, denom
 
 
-def optimal_lr_exact(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike,
-                     B: ArrayLike) -> NDArray[np.float64] | float:
+def optimal_lr_exact(
+    mu: ArrayLike, sigma: ArrayLike, H: ArrayLike, B: ArrayLike
+) -> NDArray[np.float64] | float:
     """Theorem 2 (Eq. 9): ε_opt(B) = Σ ξ_i μ_i / (Σ(1−ξ_i²)H_ii + Σ_ij ξ_iξ_j H_ij).
 
     Exact for independent Gaussian coordinates. With a diagonal H it is non-decreasing in B.
+
+    Examples:
+      >>> import numpy as np
+      >>> optimal_lr_exact([1.0, 1.0], [1.0, 1.0], np.eye(2), 1e9)  # ξ = 1: Σ|μ| / tr H
+      1.0
+
+    References:
+      Li et al. 2024, Theorem 2, Eq. 9 (Appendix C).
     """
     b, numer, denom = _exact_terms(mu, sigma, H, B)
     out = numer / denom
     return out if b.ndim else float(out[0])
 
 
-def gain_exact(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike,
-               B: ArrayLike) -> NDArray[np.float64] | float:
-    """Theorem 2 (Eq. 10): ΔL_opt(B) = ½ (Σ ξ_i μ_i)² / (same denominator as Eq. 9)."""
+def gain_exact(
+    mu: ArrayLike, sigma: ArrayLike, H: ArrayLike, B: ArrayLike
+) -> NDArray[np.float64] | float:
+    """Theorem 2 (Eq. 10): ΔL_opt(B) = ½ (Σ ξ_i μ_i)² / (same denominator as Eq. 9).
+
+    Examples:
+      >>> import numpy as np
+      >>> gain_exact([1.0, 1.0], [1.0, 1.0], np.eye(2), 1e9)
+      1.0
+
+    References:
+      Li et al. 2024, Theorem 2, Eq. 10 (Appendix C).
+    """
     b, numer, denom = _exact_terms(mu, sigma, H, B)
     out = 0.5 * numer**2 / denom
     return out if b.ndim else float(out[0])
 
 
 def s_off(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike) -> float:
-    """S_off = Σ_{i≠j} (μ_i μ_j / (σ_i σ_j)) H_ij (Theorem 3; H_ij inside the sum)."""
+    """S_off = Σ_{i≠j} (μ_i μ_j / (σ_i σ_j)) H_ij (Theorem 3; H_ij inside the sum).
+
+    Examples:
+      >>> import numpy as np
+      >>> s_off([1.0, 1.0], [1.0, 1.0], np.array([[1.0, 0.5], [0.5, 1.0]]))
+      1.0
+
+    References:
+      Li et al. 2024, Eq. 14 (corrected: THEORY.md erratum 2).
+    """
     m, s, h = _problem(mu, sigma, H)
     r = m / s
     return float(r @ h @ r - np.sum(r**2 * np.diag(h)))
@@ -109,6 +138,15 @@ def surge_params(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike) -> tuple[float, 
 
     If S_off ≤ 0 there is no peak in the small-batch regime: returns ``(inf, inf)``
     (ε_opt keeps rising as √B until the regime ends; use :func:`optimal_lr_exact`).
+
+    Examples:
+      >>> import numpy as np
+      >>> e, n = surge_params([1.0, 1.0], [1.0, 1.0], np.array([[1.0, 0.5], [0.5, 1.0]]))
+      >>> round(e, 12), round(n / np.pi, 12)
+      (0.707106781187, 1.0)
+
+    References:
+      Li et al. 2024, Theorem 3, Eqs. 13-14 (corrected: THEORY.md errata 2-3).
     """
     m, s, h = _problem(mu, sigma, H)
     so = s_off(m, s, h)
@@ -120,16 +158,31 @@ def surge_params(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike) -> tuple[float, 
     return float(np.sum(m**2 / s)) / (2.0 * math.sqrt(so * tr)), math.pi * tr / (2.0 * so)
 
 
-def small_batch_lr(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike,
-                   B: ArrayLike) -> NDArray[np.float64] | float:
+def small_batch_lr(
+    mu: ArrayLike, sigma: ArrayLike, H: ArrayLike, B: ArrayLike
+) -> NDArray[np.float64] | float:
     """Theorem 3 before the substitution: ξ linearised, √(2B/π) Σμ²/σ / (tr H + (2B/π) S_off).
 
-    Identical to :func:`surge_lr` when S_off > 0, and still defined when S_off ≤ 0.
+    Identical to :func:`surge_lr` when S_off > 0, and still defined when S_off ≤ 0; NaN at
+    batch sizes where the linearised denominator is ≤ 0 (possible only outside the regime,
+    B > min_i π σ_i²/(2 μ_i²), with S_off < 0).
+
+    Examples:
+      >>> import numpy as np
+      >>> round(float(small_batch_lr([1.0, 1.0], [1.0, 1.0], np.eye(2), np.pi / 2)), 12)
+      1.0
+
+    References:
+      Li et al. 2024, Theorem 3 (Appendix D), before Eq. 13.
     """
     m, s, h = _problem(mu, sigma, H)
     b = as_batch_sizes(B)
     c = 2.0 * b / math.pi
-    out = np.sqrt(c) * np.sum(m**2 / s) / (np.trace(h) + c * s_off(m, s, h))
+    den = np.trace(h) + c * s_off(m, s, h)
+    # with S_off < 0 the linearised denominator reaches 0 only beyond Theorem 3's regime
+    # (|ξ_lin,i| > 1 there); the law has no meaning at such B, so report NaN, not a sign flip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(den > 0, np.sqrt(c) * np.sum(m**2 / s) / den, np.nan)
     return out if out.ndim else float(out)
 
 
@@ -141,6 +194,9 @@ def surge_lr(B: ArrayLike, eps_max: float, b_noise: float) -> NDArray[np.float64
     Examples:
       >>> float(surge_lr(100.0, 1.0, 100.0))
       1.0
+
+    References:
+      Li et al. 2024, Eq. 13 (corrected: THEORY.md erratum 1).
     """
     b = as_batch_sizes(B)
     e = as_positive_scalar(eps_max, "eps_max")
@@ -153,6 +209,14 @@ def large_batch_lr(mu: ArrayLike, H: ArrayLike) -> float:
     """Theorem 4 (Eq. 17): ε_opt → Σ|μ_i| / Σ_ij sign(μ_i) sign(μ_j) H_ij as B → ∞.
 
     Needs every μ_i ≠ 0 (a zero coordinate never has a deterministic sign).
+
+    Examples:
+      >>> import numpy as np
+      >>> large_batch_lr([1.0, -1.0], np.array([[1.0, 0.5], [0.5, 1.0]]))
+      2.0
+
+    References:
+      Li et al. 2024, Theorem 4, Eq. 17 (Appendix E).
     """
     m = as_vector(mu, "mu", nonzero=True)
     h = as_hessian(H, "H", d=m.size)
@@ -164,7 +228,17 @@ def large_batch_lr(mu: ArrayLike, H: ArrayLike) -> float:
 
 
 def gain_params(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike) -> tuple[float, float]:
-    """Theorem 5 (Eq. 19): ``(dl_max, b_noise)`` with ΔL_max = (Σ μ_i²/σ_i)² / (2 S_off)."""
+    """Theorem 5 (Eq. 19): ``(dl_max, b_noise)`` with ΔL_max = (Σ μ_i²/σ_i)² / (2 S_off).
+
+    Examples:
+      >>> import numpy as np
+      >>> dl, n = gain_params([1.0, 1.0], [1.0, 1.0], np.array([[1.0, 0.5], [0.5, 1.0]]))
+      >>> round(dl, 12), round(n / np.pi, 12)
+      (2.0, 1.0)
+
+    References:
+      Li et al. 2024, Theorem 5, Eq. 19 (corrected: THEORY.md erratum 2).
+    """
     m, s, h = _problem(mu, sigma, H)
     so = s_off(m, s, h)
     if so <= 0:
@@ -173,7 +247,15 @@ def gain_params(mu: ArrayLike, sigma: ArrayLike, H: ArrayLike) -> tuple[float, f
 
 
 def gain_law(B: ArrayLike, dl_max: float, b_noise: float) -> NDArray[np.float64] | float:
-    """Theorem 5 (Eq. 18): ΔL_opt(B) = ΔL_max / (1 + B_noise / B)."""
+    """Theorem 5 (Eq. 18): ΔL_opt(B) = ΔL_max / (1 + B_noise / B).
+
+    Examples:
+      >>> float(gain_law(2.0, 1.0, 2.0))
+      0.5
+
+    References:
+      Li et al. 2024, Theorem 5, Eq. 18.
+    """
     b = as_batch_sizes(B)
     dl = as_positive_scalar(dl_max, "dl_max")
     n = as_positive_scalar(b_noise, "b_noise")
@@ -182,7 +264,15 @@ def gain_law(B: ArrayLike, dl_max: float, b_noise: float) -> NDArray[np.float64]
 
 
 def regime_bound(mu: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
-    """Per-coordinate bound π σ_i² / (2 μ_i²): Theorem 3 needs B below all, Theorem 4 above all."""
+    """Per-coordinate bound π σ_i² / (2 μ_i²): Theorem 3 needs B below all, Theorem 4 above all.
+
+    Examples:
+      >>> [round(float(v), 6) for v in regime_bound([1.0, 2.0], [1.0, 1.0])]
+      [1.570796, 0.392699]
+
+    References:
+      Li et al. 2024, Theorems 3-4 (their conditions on B).
+    """
     m, s, _ = _problem(mu, sigma, None)
     with np.errstate(divide="ignore"):
         return np.where(m == 0, np.inf, math.pi * s**2 / (2.0 * m**2))
@@ -192,6 +282,18 @@ def erf_rational(z: ArrayLike) -> NDArray[np.float64]:
     """The paper's rational approximation of ξ, as a function of z = √(B/2) μ/σ: z/√(z² + π/4).
 
     Its largest absolute error against erf(z) is about 0.108, near z ≈ 1.33.
+
+    Examples:
+      >>> [round(float(v), 6) for v in erf_rational([0.0, 1.0])]
+      [0.0, 0.748398]
+
+    References:
+      Li et al. 2024, Eq. 8 (the ≈ form); max error computed in theory.derive.erf_approx.
     """
-    z = np.asarray(z, dtype=np.float64)
+    try:
+        z = np.asarray(z, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"z must be an array of numbers; got {z!r}") from exc
+    if not np.all(np.isfinite(z)):
+        raise ValueError("z must be finite (no NaN or inf)")
     return z / np.sqrt(z**2 + math.pi / 4.0)

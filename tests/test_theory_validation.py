@@ -1,0 +1,103 @@
+"""Bad input to the theory API raises ValueError naming the offending argument."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from theory import correlated, efficiency, lemma1, sgd, sign, su
+
+MU = np.array([0.5, -0.3, 0.2])
+SIG = np.array([1.0, 2.0, 0.5])
+H = np.eye(3) + 0.3
+NONSYM = H + np.triu(np.ones((3, 3)), 1)
+NOT_PSD = np.array([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+CASES = [
+    # (id, call, regex the message must match)
+    ("B zero", lambda: sign.expected_sign(MU, SIG, 0.0), "B="),
+    ("B negative array", lambda: sign.optimal_lr_exact(MU, SIG, H, [1.0, -2.0]), "B="),
+    ("B NaN", lambda: sign.surge_lr(np.nan, 1.0, 1.0), "B must be finite"),
+    ("B 2-D", lambda: sgd.optimal_lr(np.ones((2, 2)), 1.0, 1.0), "B must be a scalar or 1-D"),
+    ("sigma zero", lambda: sign.optimal_lr_exact(MU, [1.0, 0.0, 1.0], H, 4.0), "sigma"),
+    ("sigma negative", lambda: sign.expected_sign(MU, -SIG, 4.0), "sigma"),
+    ("sigma length", lambda: sign.gain_exact(MU, SIG[:2], H, 4.0), "sigma"),
+    ("mu NaN", lambda: sign.surge_params([np.nan, 1.0, 1.0], SIG, H), "mu"),
+    ("mu 2-D", lambda: sign.expected_sign(np.ones((2, 3)), SIG, 1.0), "mu"),
+    ("H shape", lambda: sign.optimal_lr_exact(MU, SIG, np.eye(2), 4.0), "H"),
+    ("H non-symmetric", lambda: sign.surge_params(MU, SIG, NONSYM), "H must be symmetric"),
+    ("H NaN", lambda: sign.large_batch_lr(MU, np.full((3, 3), np.nan)), "H"),
+    ("mu zero (Thm 4)", lambda: sign.large_batch_lr([0.0, 1.0, 1.0], H), "mu"),
+    ("eps_max negative", lambda: sign.surge_lr(4.0, -1.0, 10.0), "eps_max"),
+    ("b_noise zero", lambda: sign.surge_lr(4.0, 1.0, 0.0), "b_noise"),
+    ("Sigma not PSD", lambda: sgd.params(MU, H, NOT_PSD), "Sigma"),
+    ("Sigma negative variance", lambda: sgd.params(MU, H, [1.0, -1.0, 1.0]), "Sigma"),
+    ("G length", lambda: sgd.params(MU[:2], H, SIG), "H"),
+    ("G^T H G", lambda: sgd.params([1.0, 0.0], np.diag([0.0, 1.0]), [1.0, 1.0]), "G\\^T H G"),
+    ("B_big <= B_small", lambda: sgd.two_batch_estimates(1.0, 1.0, 8.0, 4.0), "B_big"),
+    ("cov_v not PSD", lambda: lemma1.optimal_lr(MU, MU, NOT_PSD, H), "cov_v"),
+    ("mean_v length", lambda: lemma1.optimal_lr(MU, MU[:2], SIG, H), "mean_v"),
+    (
+        "Lemma 1 side condition",
+        lambda: lemma1.optimal_lr(MU, MU, np.zeros(3), -np.eye(3)),
+        "side condition",
+    ),
+    ("eps NaN", lambda: lemma1.expected_gain(np.nan, 1.0, 1.0), "eps"),
+    ("cov not PSD", lambda: correlated.sign_second_moment(MU, NOT_PSD, 4.0, H), "cov"),
+    (
+        "cov zero variance",
+        lambda: correlated.sign_first_moment(MU, np.diag([1.0, 0.0, 1.0]), 4.0),
+        "cov",
+    ),
+    ("cov shape", lambda: correlated.sign_first_moment(MU, np.eye(2), 4.0), "cov"),
+    ("rho > 1", lambda: correlated.sign_product_expectation(0.0, 0.0, 1.5), "rho"),
+    ("a NaN", lambda: correlated.sign_product_expectation(np.nan, 0.0, 0.5), "a must be finite"),
+    (
+        "shapes",
+        lambda: correlated.sign_product_expectation(np.zeros(2), np.zeros(3), 0.0),
+        "broadcast",
+    ),
+    (
+        "H non-symmetric (corr)",
+        lambda: correlated.sign_second_moment(MU, np.diag(SIG**2), 4.0, NONSYM),
+        "H",
+    ),
+    ("kappa2 zero", lambda: su.beta(4.0, 0.0), "kappa2"),
+    ("beta1 too small", lambda: su.ema_surge_threshold(0.3, 10.0), "beta1"),
+    ("beta1 NaN", lambda: su.ema_surge_threshold(math.nan, 10.0), "beta1"),
+    ("b_simple negative", lambda: su.ema_surge_threshold(0.9, -1.0), "b_simple"),
+    ("beta out of (0,1]", lambda: su.surge_lr(1.5, 1.0, 0.5), "beta_"),
+    ("mu zero (Su)", lambda: su.kappa_squared([0.0, 1.0], [1.0, 1.0]), "mu"),
+    ("S non-positive", lambda: efficiency.fit_b_noise([1.0, -2.0], [1.0, 2.0]), "S"),
+    ("E length", lambda: efficiency.fit_b_noise([1.0, 2.0], [1.0]), "E"),
+    ("eps_opt length", lambda: efficiency.eps_max_adam([1.0, 2.0], [1.0], 3.0), "eps_opt"),
+    ("alpha zero", lambda: efficiency.sgd_form_lr(4.0, 1.0, 2.0, 0.0), "alpha"),
+]
+
+
+@pytest.mark.parametrize("call, match", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_raises_value_error_naming_argument(call, match):
+    """Each invalid argument raises ValueError whose message names that argument."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_valid_inputs_do_not_raise():
+    """The same calls with valid arguments succeed (the bad-input cases are not vacuous)."""
+    sign.expected_sign(MU, SIG, 4.0)
+    sign.optimal_lr_exact(MU, SIG, H, [1.0, 2.0])
+    sgd.params(MU, H, SIG)
+    lemma1.optimal_lr(MU, MU, SIG, H)
+    correlated.sign_second_moment(MU, np.diag(SIG**2), 4.0, H)
+    su.ema_surge_threshold(0.9, 10.0)
+    efficiency.fit_b_noise([1.0, 2.0], [1.0, 2.0])
+
+
+def test_more_bad_inputs():
+    """z of erf_rational must be finite; two-batch squared norms must broadcast."""
+    with pytest.raises(ValueError, match="z must be finite"):
+        sign.erf_rational([np.nan])
+    with pytest.raises(ValueError, match="g_small_sq and g_big_sq"):
+        sgd.two_batch_estimates(np.ones(2), np.ones(3), 1.0, 4.0)

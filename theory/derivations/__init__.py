@@ -1,0 +1,1 @@
+"""The sympy derivations, one concept per module; the registry is :mod:`theory.derive`."""
