@@ -77,10 +77,6 @@ def erf_linearisation_rel(z2_max: float) -> float:
     return 2.0 * z2_max / 3.0
 
 
-#: scipy.stats.multivariate_normal.cdf integrates with abseps = 1e-5; E[sign X sign Y] is
-#: 4Φ₂ − …, so a reference built from it is good to 4e-5.
-MVN_CDF_ABS = 4e-5
-
 #: Nonlinear least squares (scipy.optimize.least_squares, default xtol = ftol = 1e-8) fitted to
 #: noise-free points: parameters are recovered to a few times the solver's relative tolerance.
 LSQ_RTOL = 1e-5

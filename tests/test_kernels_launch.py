@@ -1,0 +1,91 @@
+"""kernels.launch.geometry: the CUDA launch shape, checked without a GPU."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from kernels.launch import SHARED_LIMIT, WARP, geometry
+
+
+@pytest.mark.parametrize(("n_batch", "rank", "block"), [
+    (1, 0, 64),        # 1 pair: the 64-thread floor (a tile still draws 256 coordinates)
+    (16, 8, 160),      # the issue's shape: 144 pairs -> 5 warps
+    (16, 15, 256),     # 256 pairs exactly
+    (32, 31, 256),     # 1024 pairs: capped at 256 threads, 4 pairs per thread
+])
+def test_sign_block_covers_every_pair(n_batch, rank, block):
+    """block = pairs rounded up to a warp in [64, 256]; block · pairs_per_thread ≥ pairs."""
+    g = geometry(1000, 10_000, n_batch, rank)
+    pairs = n_batch * (rank + 1)
+    assert g.block == block and g.block % WARP == 0
+    assert g.pairs_per_thread == math.ceil(pairs / g.block)
+    assert g.block * g.pairs_per_thread >= pairs > g.block * (g.pairs_per_thread - 1)
+    assert g.tile == 4 * g.block
+    assert g.shared_bytes == 32 * g.tile + 8 * pairs + 8 + 8 * n_batch
+
+
+def test_grid_is_one_wave_but_never_more_blocks_than_samples():
+    """grid = min(samples, SMs × resident blocks per SM)."""
+    assert geometry(100, 10**6, 16, 8, sm_count=132).grid == 132 * (2048 // 160)
+    assert geometry(100, 7, 16, 8, sm_count=132).grid == 7
+    assert geometry(100, 10**6, 4, 2, update="sgd", sm_count=10).grid == 10 * 8
+
+
+def test_sgd_geometry():
+    """sgd: 256 threads, shared memory for the warp partials of r + 3 statistics and ζ."""
+    g = geometry(50, 100, 3, 5, update="sgd", noise_rank=4, sm_count=1)
+    assert (g.block, g.pairs_per_thread) == (256, 1)
+    assert g.shared_bytes == 8 * (256 // WARP) * 8 + 8 * 8 + 8 * 4
+
+
+def test_defines_are_the_compile_time_constants():
+    g = geometry(10, 10, 2, 1)
+    assert g.defines() == {"SURGE_BLOCK": g.block, "SURGE_TILE": g.tile,
+                           "SURGE_PPT": g.pairs_per_thread}
+
+
+def test_too_much_shared_memory_is_refused():
+    """A shape whose shared memory exceeds 48 KiB raises, pointing at the numba backend."""
+    with pytest.raises(ValueError, match="numba"):
+        geometry(10, 10, 64, 31)
+    assert geometry(10, 10, 32, 31).shared_bytes <= SHARED_LIMIT
+
+
+def test_more_batch_sizes_than_threads_is_refused():
+    """One epilogue thread per batch size: n_batch > block raises."""
+    with pytest.raises(ValueError, match="n_batch"):
+        geometry(10, 10, 300, 0)
+    with pytest.raises(ValueError, match="n_batch"):
+        geometry(10, 10, 257, 0, update="sgd")
+
+
+@pytest.mark.parametrize(("n_batch", "rank", "update", "n_groups"), [
+    (16, 8, "sign", 1), (300, 0, "sign", 2), (1000, 3, "sgd", 4), (64, 31, "sign", 2),
+    (1, 0, "sign", 1)])
+def test_batch_groups_cover_the_grid_in_launchable_pieces(n_batch, rank, update, n_groups):
+    """cuda_backend.batch_groups: consecutive, covering, each group a valid launch."""
+    from kernels.cuda_backend import batch_groups
+    from kernels.problem import QuadraticProblem
+
+    p = QuadraticProblem([1.0] * 5, [1.0] * 5, [1.0] * 5, U=[[1.0] * rank] * 5 if rank else None)
+    groups = batch_groups(p, n_batch, 100, update)
+    assert groups[0].start == 0 and groups[-1].stop == n_batch
+    assert all(a.stop == b.start for a, b in itertools.pairwise(groups))
+    for g in groups:
+        geometry(5, 100, g.stop - g.start, rank, update=update)      # does not raise
+    assert len(groups) == n_groups
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [
+    ({"d": 0}, "d"), ({"n_samples": -1}, "n_samples"), ({"n_batch": 0}, "n_batch"),
+    ({"rank": -1}, "rank"), ({"noise_rank": 1.5}, "noise_rank"), ({"sm_count": 0}, "sm_count"),
+    ({"update": "adam"}, "update"),
+])
+def test_bad_sizes_name_themselves(kwargs, name):
+    args = {"d": 10, "n_samples": 10, "n_batch": 2, "rank": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        geometry(args.pop("d"), args.pop("n_samples"), args.pop("n_batch"), args.pop("rank"),
+                 **args)

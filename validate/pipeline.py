@@ -1,0 +1,245 @@
+"""``surgelab run``: the main job — theory, simulation and real-data validation in one report.
+
+Each part runs through its own stage command with ``--out <run>/<part>``, so its run folder is
+exactly what a user would get by typing the command printed under "Reproduce" in the report.
+A part whose folder holds the ``.done`` marker is skipped on a rerun with the same ``--out``
+(the real-data sweep also resumes point by point from its SQLite store), so the job can be
+interrupted with Ctrl-C and resumed without losing finished work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from theory.rundir import environment, make_run_dir, read_json, write_json
+from validate.report import Part, write_report
+
+DONE = ".done"
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    key: str
+    title: str
+    module: str  # stage entry point whose main(argv) runs it
+    argv: Callable[[argparse.Namespace, Path], list[str]]
+
+
+def _common_real(a: argparse.Namespace) -> list[str]:
+    out = ["--device", a.device]
+    if a.data_dir:
+        out += ["--data-dir", str(a.data_dir)]
+    return out
+
+
+def _sim_scale(a: argparse.Namespace) -> list[str]:
+    return ["--scale", a.scale]
+
+
+PARTS: tuple[PartSpec, ...] = (
+    PartSpec(
+        "theory",
+        "Theory: derivations checked against the numeric closed forms",
+        "theory.__main__",
+        lambda a, d: ["check", "--out", str(d)],
+    ),
+    PartSpec(
+        "surge",
+        "Simulation: one-step surge on a quadratic (Monte Carlo vs Theorems 2-4, SGD)",
+        "simulate.__main__",
+        lambda a, d: ["surge", *_sim_scale(a), "--out", str(d)],
+    ),
+    PartSpec(
+        "train",
+        "Simulation: multi-step training and the steps-examples fit",
+        "simulate.__main__",
+        lambda a, d: ["train", *_sim_scale(a), "--out", str(d)],
+    ),
+    PartSpec(
+        "real",
+        "Real data: the paper's protocol (sweep, best lr per batch size, fits)",
+        "validate.__main__",
+        lambda a, d: [
+            "run",
+            "--workload",
+            a.workload,
+            "--preset",
+            a.preset,
+            "--backend",
+            a.backend,
+            *(["--address", a.address] if a.address else []),
+            *(["--workers", str(a.workers)] if a.workers else []),
+            *_common_real(a),
+            "--out",
+            str(d),
+        ],
+    ),
+    PartSpec(
+        "estimate",
+        "Real data: direct estimate of the theory's quantities at checkpoints",
+        "validate.__main__",
+        lambda a, d: [
+            "estimate",
+            "--workload",
+            a.workload,
+            "--scale",
+            a.scale,
+            *_common_real(a),
+            "--out",
+            str(d),
+        ],
+    ),
+)
+
+# --preset picks the real-data grid; the simulations and the estimate follow its scale.
+SCALE_OF_PRESET = {"tiny": "tiny", "smoke": "smoke"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="surgelab run",
+        description="The main job: theory check, quadratic simulations and the real-data "
+        "protocol, collected into report.html / report.md in one run folder.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default runs/run/main/<UTC time>); reuse it to resume",
+    )
+    p.add_argument(
+        "--workload",
+        default="fmnist-cnn",
+        help="real-data workload (see `surgelab validate presets`)",
+    )
+    p.add_argument(
+        "--preset",
+        default="smoke",
+        help="real-data grid: tiny (seconds), smoke (CPU minutes) or a paper-* preset",
+    )
+    p.add_argument("--device", default="cpu", help="torch device for the real-data parts")
+    p.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "ray"],
+        help="sweep backend: local process pool, or a Ray cluster",
+    )
+    p.add_argument("--address", default=None, help="Ray cluster address (with --backend ray)")
+    p.add_argument("--workers", type=int, default=None, help="parallel sweep workers")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="dataset folder (else $SURGELAB_DATA, else the user cache)",
+    )
+    p.add_argument(
+        "--parts",
+        default=",".join(s.key for s in PARTS),
+        help="comma-separated subset of parts to run",
+    )
+    return p
+
+
+def _command_line(spec: PartSpec, argv: list[str]) -> str:
+    stage = spec.module.split(".")[0]
+    return shlex.join(["surgelab", stage, *argv])
+
+
+def run_part(spec: PartSpec, args: argparse.Namespace, root: Path) -> Part:
+    folder = root / spec.key
+    argv = spec.argv(args, folder)
+    cmd = _command_line(spec, argv)
+    if (folder / DONE).exists() and (folder / "summary.json").exists():
+        return Part(
+            spec.key,
+            spec.title,
+            folder,
+            cmd,
+            "ok",
+            "(finished earlier; resumed)",
+            read_json(folder / "summary.json"),
+        )
+    print(f"\n=== surgelab run: {spec.key} — {cmd}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        rc = int(importlib.import_module(spec.module).main(argv) or 0)
+    except KeyboardInterrupt:
+        raise
+    except SystemExit as exc:  # argparse errors inside a stage
+        rc = exc.code if isinstance(exc.code, int) else 2
+    except Exception:  # one failing part must not lose the others: record it in the report
+        traceback.print_exc()
+        return Part(
+            spec.key, spec.title, folder, cmd, "failed", "raised an exception (traceback on stderr)"
+        )
+    wall = time.perf_counter() - t0
+    summary_path = folder / "summary.json"
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    if rc != 0 or not summary:
+        return Part(
+            spec.key,
+            spec.title,
+            folder,
+            cmd,
+            "failed",
+            f"exit code {rc}" + ("" if summary else "; no summary.json"),
+            summary,
+        )
+    (folder / DONE).write_text(f"{wall:.1f}\n")
+    return Part(spec.key, spec.title, folder, cmd, "ok", f"{wall:.0f} s", summary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    wanted = [k.strip() for k in args.parts.split(",") if k.strip()]
+    unknown = sorted(set(wanted) - {s.key for s in PARTS})
+    if unknown:
+        print(
+            f"surgelab run: unknown part(s) {unknown}; choose from {[s.key for s in PARTS]}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.backend != "ray" and args.address:
+        print("surgelab run: --address needs --backend ray", file=sys.stderr)
+        return 2
+    args.scale = SCALE_OF_PRESET.get(
+        args.preset, "paper" if args.preset.startswith("paper") else "smoke"
+    )
+    root = make_run_dir("run", "main", args.out)
+    write_json(
+        root / "config.json",
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    )
+    write_json(root / "meta.json", {"stage": "run", "command": "main", **environment(args.device)})
+    parts = []
+    try:
+        for spec in PARTS:
+            if spec.key in wanted:
+                parts.append(run_part(spec, args, root))
+    except KeyboardInterrupt:
+        print(
+            f"\nsurgelab run: interrupted; finished parts are kept. Resume with "
+            f"`surgelab run --out {root}` (same flags).",
+            file=sys.stderr,
+        )
+        write_report(parts, root)
+        return 130
+    write_report(parts, root)
+    failed = [p.key for p in parts if p.status != "ok"]
+    print(f"\nreport: {root / 'report.html'}  (and report.md)", file=sys.stderr)
+    if failed:
+        print(f"surgelab run: part(s) failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

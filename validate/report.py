@@ -1,0 +1,273 @@
+"""The main job's report: ``report.md`` and a self-contained ``report.html`` from saved files.
+
+Everything shown is read from the parts' run folders (``summary.json``, ``meta.json``,
+``config.json`` and the PNG figures they drew from their own tables); nothing is recomputed.
+The headline numbers also go to ``headline.json`` and, verbatim, into a JSON block inside the
+HTML so a test (or a reader) can check them against the parts' summaries.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from theory.rundir import read_json
+
+
+@dataclass(frozen=True)
+class Part:
+    """One stage of the main job: where it ran, how to reproduce it, and how it ended."""
+
+    key: str
+    title: str
+    folder: Path
+    command: str
+    status: str  # "ok", "failed", "skipped"
+    message: str = ""
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A number shown at the top of the report, with where it came from."""
+
+    part: str
+    key: str
+    label: str
+    value: Any
+
+
+# (part key, summary key, label): the headline figures, when the part produced them.
+HEADLINE_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("theory", "n_results", "theory check: derived results checked"),
+    ("theory", "n_failed", "theory check: results failing"),
+    ("theory", "worst_deviation", "theory check: worst deviation, derived vs numeric"),
+    ("surge", "b_noise_theory", "quadratic: B_noise (Theorem 3)"),
+    ("surge", "b_peak_exact", "quadratic: peak batch size (Theorem 2, exact)"),
+    ("surge", "b_peak_mc", "quadratic: peak batch size (Monte Carlo)"),
+    ("surge", "eps_max_theory", "quadratic: ε_max (Theorem 3)"),
+    ("surge", "eps_peak_mc", "quadratic: ε at the peak (Monte Carlo)"),
+    ("surge", "max_rel_err_mc_vs_exact", "quadratic: max rel. error MC vs Theorem 2"),
+    ("surge", "surge_detected", "quadratic: surge detected"),
+    ("surge", "max_rel_err_sgd_mc_vs_law", "quadratic: max rel. error MC vs SGD law"),
+    ("train", "targets_frac", "quadratic multi-step: targets (fraction of initial loss)"),
+    ("train", "b_noise_fit_per_target", "quadratic multi-step: B_noise from the S–E fit"),
+    ("train", "b_noise_grows_as_loss_falls", "quadratic multi-step: B_noise grows as loss falls"),
+    ("real", "b_noise", "real network: B_noise from the S–E fit"),
+    ("real", "eps_max_adam", "real network: ε_max of the Adam surge law (Eq. 23)"),
+    ("real", "fit_err_adam", "real network: RMS log-lr error, Adam surge law"),
+    ("real", "fit_err_sgd", "real network: RMS log-lr error, SGD law (α = 1)"),
+    ("real", "fit_err_sgd_sqrt", "real network: RMS log-lr error, α = 0.5"),
+    ("estimate", "b_noise_thm3", "real network, direct: B_noise (Theorem 3)"),
+    ("estimate", "b_simple", "real network, direct: B_simple"),
+)
+
+
+def fmt(x: Any) -> str:
+    """How every number appears in the report: 4 significant digits, exact ints, words as is."""
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(fmt(v) for v in x) + "]"
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _scalar_items(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return [
+        (k, v) for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None
+    ]
+
+
+def headlines(parts: Sequence[Part]) -> list[Headline]:
+    by_key = {p.key: p for p in parts}
+    out = []
+    for part, key, label in HEADLINE_KEYS:
+        p = by_key.get(part)
+        if p is not None and p.status == "ok" and key in p.summary:
+            v = p.summary[key]
+            if _is_shown(v):
+                out.append(Headline(part, key, label, v))
+    return out
+
+
+def verdicts(parts: Sequence[Part]) -> list[str]:
+    """One line per law, built only from the parts' summaries."""
+    s = {p.key: p.summary for p in parts if p.status == "ok"}
+    lines = []
+    if "theory" in s:
+        t = s["theory"]
+        lines.append(
+            f"Theory: {fmt(t.get('n_results'))} derived results checked against their numeric "
+            f"functions, {fmt(t.get('n_failed'))} failing (worst deviation "
+            f"{fmt(t.get('worst_deviation'))})."
+        )
+    if "surge" in s:
+        q = s["surge"]
+        lines.append(
+            f"Adam/sign surge (quadratic): peak predicted at B = {fmt(q.get('b_peak_exact'))} "
+            f"(Theorem 2; Theorem 3's B_noise = {fmt(q.get('b_noise_theory'))}), measured at "
+            f"B = {fmt(q.get('b_peak_mc'))} by Monte Carlo; surge detected: "
+            f"{fmt(q.get('surge_detected'))}."
+        )
+        if "sgd_max_rel_err" in q:
+            lines.append(
+                f"SGD law (quadratic): Monte Carlo optimum within "
+                f"{fmt(q['sgd_max_rel_err'])} (relative) of McCandlish's law."
+            )
+    if "train" in s and "b_noise_fit" in s["train"]:
+        tr = s["train"]
+        lines.append(
+            f"Steps–examples trade-off (quadratic, multi-step): B_noise fitted at "
+            f"{fmt(tr.get('b_noise_fit'))}."
+        )
+    if "real" in s:
+        r = s["real"]
+        errs = {
+            k: r.get(k)
+            for k in ("fit_err_adam", "fit_err_sgd", "fit_err_sgd_sqrt")
+            if isinstance(r.get(k), (int, float))
+        }
+        best = min(errs, key=errs.get) if errs else None
+        names = {
+            "fit_err_adam": "Adam surge law",
+            "fit_err_sgd": "SGD law (α = 1)",
+            "fit_err_sgd_sqrt": "square-root form (α = 0.5)",
+        }
+        lines.append(
+            f"Real network ({r.get('workload', 'fmnist-cnn')}): B_noise = "
+            f"{fmt(r.get('b_noise'))} from the S–E fit; best-fitting curve: "
+            f"{names.get(best, 'n/a')} "
+            + ", ".join(f"{names[k]} {fmt(v)}" for k, v in errs.items())
+            + "."
+        )
+    if "estimate" in s:
+        e = s["estimate"]
+        lines.append(
+            f"Direct estimate on the real network: Theorem 3's B_noise = "
+            f"{fmt(e.get('b_noise_thm3'))}, SGD B_noise = {fmt(e.get('b_noise_sgd'))}, "
+            f"B_simple = {fmt(e.get('b_simple'))}."
+        )
+    return lines
+
+
+def _figures(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def _env(parts: Sequence[Part]) -> Mapping[str, Any]:
+    for p in parts:
+        meta = p.folder / "meta.json"
+        if meta.exists():
+            return read_json(meta)
+    return {}
+
+
+def render_markdown(parts: Sequence[Part], root: Path, title: str) -> str:
+    hl = headlines(parts)
+    md = [f"# {title}", ""]
+    md += ["## Verdicts", ""] + [f"- {v}" for v in verdicts(parts)] + [""]
+    md += ["## Headline numbers", "", "| figure | value | source |", "|---|---|---|"]
+    md += [f"| {h.label} | {fmt(h.value)} | `{h.part}/summary.json: {h.key}` |" for h in hl]
+    md.append("")
+    for p in parts:
+        rel = p.folder.relative_to(root) if p.folder.is_relative_to(root) else p.folder
+        md += [
+            f"## {p.title}",
+            "",
+            f"Status: **{p.status}**" + (f" — {p.message}" if p.message else ""),
+            "",
+            "Reproduce:",
+            "",
+            "```",
+            p.command,
+            "```",
+            "",
+        ]
+        items = _scalar_items(p.summary)
+        if items:
+            md += ["| key | value |", "|---|---|"] + [f"| {k} | {fmt(v)} |" for k, v in items]
+            md.append("")
+        for fig in _figures(p.folder):
+            md += [f"![{fig.stem}]({rel}/{fig.name})", ""]
+    env = _env(parts)
+    md += ["## Environment", "", "```json", json.dumps(env, indent=2, default=str), "```", ""]
+    return "\n".join(md)
+
+
+def render_html(parts: Sequence[Part], title: str) -> str:
+    hl = headlines(parts)
+    esc = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;"
+        "text-align:left}img{max-width:100%;border:1px solid #eee}"
+        ".ok{color:#080}.failed{color:#b00}.skipped{color:#888}pre{background:#f6f6f6;"
+        "padding:6px;overflow-x:auto}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        "<h2>Verdicts</h2><ul>",
+    ]
+    out += [f"<li>{esc(v)}</li>" for v in verdicts(parts)]
+    out += [
+        "</ul>",
+        "<h2>Headline numbers</h2>",
+        "<table id='headline-table'><tr><th>figure</th><th>value</th><th>source</th></tr>",
+    ]
+    out += [
+        f"<tr><td>{esc(h.label)}</td><td class='value' data-part='{esc(h.part)}' "
+        f"data-key='{esc(h.key)}'>{esc(fmt(h.value))}</td>"
+        f"<td><code>{esc(h.part)}/summary.json: {esc(h.key)}</code></td></tr>"
+        for h in hl
+    ]
+    out.append("</table>")
+    blob = json.dumps([{"part": h.part, "key": h.key, "value": h.value} for h in hl])
+    out.append(f"<script type='application/json' id='headline'>{esc(blob)}</script>")
+    for p in parts:
+        out += [
+            f"<h2>{esc(p.title)}</h2>",
+            f"<p>Status: <b class='{esc(p.status)}'>{esc(p.status)}</b> {esc(p.message)}</p>",
+            f"<p>Reproduce:</p><pre>{esc(p.command)}</pre>",
+        ]
+        items = _scalar_items(p.summary)
+        if items:
+            out.append("<table>")
+            out += [f"<tr><td>{esc(k)}</td><td>{esc(fmt(v))}</td></tr>" for k, v in items]
+            out.append("</table>")
+        for fig in _figures(p.folder):
+            data = base64.b64encode(fig.read_bytes()).decode("ascii")
+            out.append(
+                f"<figure><img alt='{esc(fig.stem)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{esc(p.key)}/{esc(fig.name)}</figcaption></figure>"
+            )
+    out += [
+        "<h2>Environment</h2>",
+        f"<pre>{esc(json.dumps(_env(parts), indent=2, default=str))}</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(out)
+
+
+def write_report(parts: Sequence[Part], root: Path, title: str = "surgelab report") -> dict:
+    """Write report.md, report.html and headline.json into ``root``; return the headline dict."""
+    root = Path(root)
+    (root / "report.md").write_text(render_markdown(parts, root, title))
+    (root / "report.html").write_text(render_html(parts, title))
+    hl = {f"{h.part}.{h.key}": h.value for h in headlines(parts)}
+    (root / "headline.json").write_text(json.dumps(hl, indent=2) + "\n")
+    return hl
