@@ -40,8 +40,23 @@ def _common_real(a: argparse.Namespace) -> list[str]:
     return out
 
 
-def _sim_scale(a: argparse.Namespace) -> list[str]:
-    return ["--scale", a.scale]
+# Simulation sizes per scale: the defaults take ~10 s each on 2 cores; "tiny" is for tests,
+# "paper" buys tighter Monte Carlo error bars and a finer learning-rate grid.
+SIM_ARGS: dict[str, dict[str, list[str]]] = {
+    "tiny": {
+        "surge": ["--n-samples", "4000", "--n-batch", "13"],
+        "train": ["--n-lr", "5", "--seeds", "2", "--batch", "8,32,128,512,2048"],
+    },
+    "smoke": {"surge": [], "train": []},
+    "paper": {
+        "surge": ["--n-samples", "200000", "--n-batch", "41"],
+        "train": ["--n-lr", "25", "--seeds", "16"],
+    },
+}
+
+
+def _sim(a: argparse.Namespace, part: str) -> list[str]:
+    return SIM_ARGS[a.scale][part]
 
 
 PARTS: tuple[PartSpec, ...] = (
@@ -55,13 +70,13 @@ PARTS: tuple[PartSpec, ...] = (
         "surge",
         "Simulation: one-step surge on a quadratic (Monte Carlo vs Theorems 2-4, SGD)",
         "simulate.__main__",
-        lambda a, d: ["surge", *_sim_scale(a), "--out", str(d)],
+        lambda a, d: ["surge", *_sim(a, "surge"), "--out", str(d)],
     ),
     PartSpec(
         "train",
         "Simulation: multi-step training and the steps-examples fit",
         "simulate.__main__",
-        lambda a, d: ["train", *_sim_scale(a), "--out", str(d)],
+        lambda a, d: ["train", *_sim(a, "train"), "--out", str(d)],
     ),
     PartSpec(
         "real",

@@ -86,10 +86,17 @@ def fmt(x: Any) -> str:
     return str(x)
 
 
+def _is_shown(v: Any) -> bool:
+    """Scalars, and short lists of scalars, are shown; nested structures stay in the JSON."""
+    if isinstance(v, (list, tuple)):
+        return len(v) <= 12 and all(
+            not isinstance(x, (list, tuple, dict)) and _is_shown(x) for x in v
+        )
+    return isinstance(v, (int, float, str, bool)) or v is None
+
+
 def _scalar_items(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    return [
-        (k, v) for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None
-    ]
+    return [(k, v) for k, v in summary.items() if _is_shown(v)]
 
 
 def headlines(parts: Sequence[Part]) -> list[Headline]:
@@ -123,16 +130,19 @@ def verdicts(parts: Sequence[Part]) -> list[str]:
             f"B = {fmt(q.get('b_peak_mc'))} by Monte Carlo; surge detected: "
             f"{fmt(q.get('surge_detected'))}."
         )
-        if "sgd_max_rel_err" in q:
+        if "max_rel_err_sgd_mc_vs_law" in q:
             lines.append(
                 f"SGD law (quadratic): Monte Carlo optimum within "
-                f"{fmt(q['sgd_max_rel_err'])} (relative) of McCandlish's law."
+                f"{fmt(q['max_rel_err_sgd_mc_vs_law'])} (relative; max |z| = "
+                f"{fmt(q.get('max_abs_z_sgd_mc_vs_law'))}) of McCandlish's law."
             )
-    if "train" in s and "b_noise_fit" in s["train"]:
+    if "train" in s and "b_noise_fit_per_target" in s["train"]:
         tr = s["train"]
         lines.append(
-            f"Steps–examples trade-off (quadratic, multi-step): B_noise fitted at "
-            f"{fmt(tr.get('b_noise_fit'))}."
+            f"Steps–examples trade-off (quadratic, multi-step, {tr.get('optimizer')}): B_noise "
+            f"fitted at {fmt(tr['b_noise_fit_per_target'])} for targets "
+            f"{fmt(tr.get('targets_frac'))} of the initial loss; grows as the loss falls: "
+            f"{fmt(tr.get('b_noise_grows_as_loss_falls'))}."
         )
     if "real" in s:
         r = s["real"]

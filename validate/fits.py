@@ -1,0 +1,369 @@
+"""The paper's analysis of a sweep table: best learning rates, B_noise, ε_max, law fits.
+
+Pure functions on the tidy points table (one dict per (batch_size, lr, seed, target), the
+fields of :func:`validate.engine.train_group`). Per target loss:
+
+1. **Usable run.** A run is *usable* at a target when it reached the target, its further-steps
+   copy did not diverge, and its ``loss_reduction`` is finite.
+2. **Best lr per batch size** (the paper's definition): among learning rates where at least
+   ``min_ok_frac`` of the seeds are usable, the one with the largest mean ``loss_reduction``
+   over its usable seeds. (Requiring most seeds to be usable keeps an lr where a lucky few
+   runs survived from winning on a biased mean.) A batch size with no such lr has no best lr.
+3. **S and E** at a batch size: S = mean over that (B, best lr)'s seeds that reached the target
+   of the steps to reach it (resolution ``eval_every``), E = B·S.
+4. **B_noise, S_min** by :func:`theory.efficiency.fit_b_noise` on the (S, E) points of the
+   batch sizes that have a best lr (Eq. 22, 1/S = −B_noise/E + 1/S_min).
+5. **ε_max** for the three laws from the best lrs and that B_noise: Adam's surge law (Eq. 23,
+   :func:`theory.efficiency.eps_max_adam`), SGD's (Eq. 24, α = 1) and the square-root form
+   (Eq. 24, α = 0.5), :func:`theory.efficiency.eps_max_sgd`.
+6. **Goodness of fit** of each law: ``fit_err_<law>`` = RMS over batch sizes of
+   log(predicted lr) − log(best lr) (natural log). ``loo_err_<law>`` = the same for
+   leave-one-batch-size-out predictions: for each batch size, B_noise is REFIT from the other
+   batch sizes' (S, E) points and ε_max from their best lrs, and that batch size's best lr is
+   predicted (the held-out batch size contributes nothing to its own prediction; folds whose
+   refit B_noise is not positive are skipped and counted in ``loo_folds``).
+7. **Bootstrap over seeds** for B_noise: seeds are resampled with replacement (the same draw
+   for every grid point, as they share the seed's data stream), steps 2–4 repeated; the 2.5%
+   and 97.5% quantiles of the valid refits are ``b_noise_lo`` / ``b_noise_hi`` (NaN with
+   fewer than :data:`MIN_BOOT_SEEDS` seeds, where the resamples are too few to mean much).
+
+Degenerate cases never raise: the fields that cannot be computed are NaN and ``reason`` says
+why (fewer than 2 batch sizes with a best lr, a non-positive fitted B_noise, ...).
+
+The **primary target** of a summary is the lowest target whose B_noise fit is valid (the
+furthest point into training the sweep resolves; B_noise grows as the loss falls), or the
+lowest target when none is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from theory.efficiency import eps_max_adam, eps_max_sgd, fit_b_noise, sgd_form_lr
+from theory.sign import surge_lr
+
+NAN = float("nan")
+
+#: Fewest seeds for the seed bootstrap. With 2 seeds a resample takes only 3 distinct values
+#: (both seeds, or either one twice), so its "interval" has the estimate itself as an end;
+#: with 5 there are 126 distinct resamples.
+MIN_BOOT_SEEDS = 5
+
+#: The three learning-rate laws compared: name -> (ε_max estimator, curve).
+LAWS: dict[str, tuple[Callable[..., float], Callable[..., Any]]] = {
+    "adam": (eps_max_adam, surge_lr),
+    "sgd": (lambda B, e, n: eps_max_sgd(B, e, n, 1.0), lambda B, m, n: sgd_form_lr(B, m, n, 1.0)),
+    "sgd_sqrt": (
+        lambda B, e, n: eps_max_sgd(B, e, n, 0.5),
+        lambda B, m, n: sgd_form_lr(B, m, n, 0.5),
+    ),
+}
+
+
+def law_lr(law: str, B: Any, eps_max: float, b_noise: float) -> Any:
+    """The best-lr curve of ``law`` ("adam", "sgd", "sgd_sqrt") at batch sizes ``B``."""
+    return LAWS[law][1](B, eps_max, b_noise)
+
+
+class Cube:
+    """One target's points as dense arrays over (batch size, lr, seed); NaN where absent."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]], target: float) -> None:
+        rows = [r for r in rows if float(r["target"]) == target]
+        self.target = float(target)
+        self.B = np.array(sorted({int(r["batch_size"]) for r in rows}), dtype=np.float64)
+        self.lrs = np.array(sorted({float(r["lr"]) for r in rows}), dtype=np.float64)
+        self.seeds = np.array(sorted({int(r["seed"]) for r in rows}), dtype=np.int64)
+        bi = {int(b): i for i, b in enumerate(self.B)}
+        li = {float(v): i for i, v in enumerate(self.lrs)}
+        si = {int(v): i for i, v in enumerate(self.seeds)}
+        shape = (self.B.size, self.lrs.size, self.seeds.size)
+        self.present = np.zeros(shape, dtype=bool)
+        self.usable = np.zeros(shape, dtype=bool)
+        self.reached = np.zeros(shape, dtype=bool)
+        self.reduction = np.full(shape, np.nan)
+        self.steps = np.full(shape, np.nan)
+        for r in rows:
+            k = (bi[int(r["batch_size"])], li[float(r["lr"])], si[int(r["seed"])])
+            self.present[k] = True
+            red = _num(r.get("loss_reduction"))
+            reached = bool(r.get("reached")) and _num(r.get("steps")) == _num(r.get("steps"))
+            self.reached[k] = reached
+            if reached:
+                self.steps[k] = _num(r["steps"])
+            if reached and math.isfinite(red) and not bool(r.get("further_diverged")):
+                self.usable[k] = True
+                self.reduction[k] = red
+
+
+def _num(v: Any) -> float:
+    if v is None or v == "":
+        return NAN
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _best(
+    cube: Cube, seed_idx: NDArray[np.int64] | None, min_ok_frac: float
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per batch size: best lr index (−1 if none), its mean reduction, and S (NaN if none)."""
+    sl = (slice(None), slice(None), seed_idx) if seed_idx is not None else (Ellipsis,)
+    present, usable = cube.present[sl], cube.usable[sl]
+    red, steps, reached = cube.reduction[sl], cube.steps[sl], cube.reached[sl]
+    n_present = present.sum(-1)
+    n_ok = usable.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(n_present > 0, n_ok / np.maximum(n_present, 1), 0.0)
+        mean_red = np.where(
+            n_ok > 0, np.where(usable, red, 0.0).sum(-1) / np.maximum(n_ok, 1), -np.inf
+        )
+    eligible = (frac >= min_ok_frac) & (n_ok > 0)
+    score = np.where(eligible, mean_red, -np.inf)
+    idx = np.where(eligible.any(-1), score.argmax(-1), -1)
+    best_red = np.full(cube.B.size, np.nan)
+    S = np.full(cube.B.size, np.nan)
+    for i, j in enumerate(idx):
+        if j < 0:
+            continue
+        best_red[i] = score[i, j]
+        n_r = reached[i, j].sum()
+        if n_r > 0:
+            S[i] = np.where(reached[i, j], steps[i, j], 0.0).sum() / n_r
+    return idx, best_red, S
+
+
+def _fit(B: NDArray[np.float64], S: NDArray[np.float64]) -> tuple[float, float, str | None]:
+    """(b_noise, s_min, reason): NaN with a reason instead of raising."""
+    ok = np.isfinite(S) & (S > 0)
+    if ok.sum() < 2:
+        return NAN, NAN, f"only {int(ok.sum())} batch size(s) with a best lr reach the target"
+    b, s = B[ok], S[ok]
+    try:
+        b_noise, s_min = fit_b_noise(s, b * s)
+    except ValueError as e:
+        return NAN, NAN, f"S-E fit failed: {e}"
+    # A slope within rounding of zero (S the same at every batch size) is not a B_noise.
+    x, y = 1.0 / (b * s), 1.0 / s
+    zero = 1024 * np.finfo(np.float64).eps * float(np.max(y)) / float(np.ptp(x))
+    if math.isfinite(b_noise) and abs(b_noise) <= zero:
+        return (
+            NAN,
+            s_min,
+            (
+                f"fitted B_noise = {b_noise:.3g} is zero to rounding (steps to "
+                "the target do not change with batch size)"
+            ),
+        )
+    if not (b_noise > 0 and math.isfinite(b_noise)):
+        return (
+            NAN,
+            s_min,
+            (
+                f"fitted B_noise = {b_noise:.4g} is not positive (steps to the "
+                "target do not fall with batch size)"
+            ),
+        )
+    return b_noise, s_min, None
+
+
+def _rms(x: Sequence[float]) -> float:
+    a = np.asarray(x, dtype=np.float64)
+    return float(np.sqrt(np.mean(a**2))) if a.size else NAN
+
+
+def fit_target(
+    rows: Iterable[Mapping[str, Any]],
+    target: float,
+    *,
+    min_ok_frac: float = 0.5,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit one target: returns ``(fit row, best-lr rows)`` (module docstring, steps 1–7).
+
+    Args:
+      rows: the points table.
+      target: the target loss to analyse (rows with other targets are ignored).
+      min_ok_frac: fraction of an lr's seeds that must be usable for it to compete.
+      n_boot: bootstrap resamples of seeds (0 = none; needs ≥ ``MIN_BOOT_SEEDS`` seeds).
+      seed: seed of the bootstrap's ``np.random.Generator``.
+
+    Returns:
+      The fit row has ``target``, ``n_batch_sizes`` (with a best lr), ``b_noise``, ``s_min``,
+      ``eps_max_<law>``, ``fit_err_<law>``, ``loo_err_<law>``, ``loo_folds``,
+      ``b_noise_lo``/``b_noise_hi``/``n_boot_valid``, and ``reason`` (None when everything was
+      computed). One best row per batch size: ``target``, ``batch_size``, ``best_lr`` (NaN if
+      none), ``mean_reduction``, ``n_usable``, ``n_seeds``, ``S``, ``E`` and ``pred_<law>``.
+    """
+    if not 0 < min_ok_frac <= 1:
+        raise ValueError(f"min_ok_frac must lie in (0, 1]; got {min_ok_frac=}")
+    cube = Cube(rows, target)
+    idx, best_red, S = _best(cube, None, min_ok_frac)
+    best_lr = np.where(idx >= 0, cube.lrs[np.maximum(idx, 0)] if cube.lrs.size else NAN, NAN)
+    has = np.isfinite(best_lr) & np.isfinite(S) & (S > 0)
+    fit: dict[str, Any] = {"target": cube.target, "n_batch_sizes": int(has.sum())}
+    b_noise, s_min, reason = _fit(cube.B[has], S[has])
+    fit.update(b_noise=b_noise, s_min=s_min)
+    preds: dict[str, NDArray[np.float64]] = {}
+    for law, (est, curve) in LAWS.items():
+        if reason is None:
+            eps = est(cube.B[has], best_lr[has], b_noise)
+            preds[law] = np.asarray(curve(cube.B, eps, b_noise), dtype=np.float64)
+            err = _rms(np.log(preds[law][has]) - np.log(best_lr[has]))
+        else:
+            eps, err = NAN, NAN
+            preds[law] = np.full(cube.B.size, np.nan)
+        fit[f"eps_max_{law}"] = eps
+        fit[f"fit_err_{law}"] = err
+    loo, folds, loo_reason = _loo(cube.B[has], S[has], best_lr[has])
+    fit.update({f"loo_err_{law}": loo[law] for law in LAWS})
+    fit["loo_folds"] = folds
+    lo, hi, n_valid = _bootstrap(cube, min_ok_frac, n_boot, seed)
+    fit.update(b_noise_lo=lo, b_noise_hi=hi, n_boot_valid=n_valid)
+    fit["reason"] = reason or loo_reason
+    best_rows = []
+    for i, b in enumerate(cube.B):
+        best_rows.append(
+            {
+                "target": cube.target,
+                "batch_size": int(b),
+                "best_lr": float(best_lr[i]),
+                "mean_reduction": float(best_red[i]),
+                "n_usable": int(cube.usable[i, idx[i]].sum()) if idx[i] >= 0 else 0,
+                "n_seeds": int(cube.present[i].any(0).sum()),
+                "S": float(S[i]) if has[i] else NAN,
+                "E": float(b * S[i]) if has[i] else NAN,
+                **{f"pred_{law}": float(preds[law][i]) for law in LAWS},
+            }
+        )
+    return fit, best_rows
+
+
+def _loo(
+    B: NDArray[np.float64], S: NDArray[np.float64], lr: NDArray[np.float64]
+) -> tuple[dict[str, float], int, str | None]:
+    if B.size < 3:
+        return (
+            {law: NAN for law in LAWS},
+            0,
+            (f"leave-one-out needs >= 3 batch sizes with a best lr; have {B.size}"),
+        )
+    errs: dict[str, list[float]] = {law: [] for law in LAWS}
+    for i in range(B.size):
+        keep = np.arange(B.size) != i
+        b_noise, _, why = _fit(B[keep], S[keep])
+        if why is not None:
+            continue
+        for law, (est, curve) in LAWS.items():
+            eps = est(B[keep], lr[keep], b_noise)
+            errs[law].append(math.log(float(curve(B[i], eps, b_noise))) - math.log(lr[i]))
+    folds = len(errs["adam"])
+    reason = None if folds else "no leave-one-out fold gave a positive B_noise"
+    return {law: _rms(e) for law, e in errs.items()}, folds, reason
+
+
+def _bootstrap(cube: Cube, min_ok_frac: float, n_boot: int, seed: int) -> tuple[float, float, int]:
+    if n_boot <= 0 or cube.seeds.size < MIN_BOOT_SEEDS:
+        return NAN, NAN, 0
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, cube.seeds.size, cube.seeds.size)
+        j, _, S = _best(cube, idx, min_ok_frac)
+        has = (j >= 0) & np.isfinite(S) & (S > 0)
+        b_noise, _, why = _fit(cube.B[has], S[has])
+        if why is None:
+            vals.append(b_noise)
+    if not vals:
+        return NAN, NAN, 0
+    lo, hi = np.quantile(vals, [0.025, 0.975])
+    return float(lo), float(hi), len(vals)
+
+
+def targets_of(rows: Iterable[Mapping[str, Any]]) -> list[float]:
+    """The distinct targets in the table, descending (training order)."""
+    return sorted({float(r["target"]) for r in rows}, reverse=True)
+
+
+def fit_all(
+    rows: Sequence[Mapping[str, Any]], **kw: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`fit_target` for every target: ``(fit rows, best-lr rows)``, targets descending."""
+    fits, best = [], []
+    for t in targets_of(rows):
+        f, b = fit_target(rows, t, **kw)
+        fits.append(f)
+        best += b
+    return fits, best
+
+
+def primary_fit(fits: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The lowest target with a valid B_noise, else the lowest target (None if no targets)."""
+    if not fits:
+        return None
+    valid = [f for f in fits if math.isfinite(f["b_noise"])]
+    return min(valid or fits, key=lambda f: f["target"])
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
+    """Headline figures of a sweep (``summary.json``) plus the fit and best-lr tables.
+
+    Returns a dict with ``primary_target``, ``b_noise``, ``s_min``, ``b_noise_lo``/``_hi``,
+    ``eps_max_<law>``, ``fit_err_<law>``, ``loo_err_<law>`` (at the primary target),
+    ``best_lr`` (list of {batch_size, lr} there), ``b_noise_by_target`` (list of {target,
+    b_noise, lo, hi, n_batch_sizes, reason}), ``law_ranking`` (laws by leave-one-out error,
+    best first), ``reason``, ``n_points``, ``n_reached``, ``n_diverged``, and ``fits`` /
+    ``best`` (the two tables, for ``fits.csv`` / ``best_lr.csv``).
+    """
+    fits, best = fit_all(rows, **kw)
+    p = primary_fit(fits)
+    out: dict[str, Any] = {
+        "n_points": len(rows),
+        "n_reached": sum(bool(r.get("reached")) for r in rows),
+        "n_diverged": sum(bool(r.get("diverged")) for r in rows),
+        "targets": [f["target"] for f in fits],
+        "primary_target": None if p is None else p["target"],
+    }
+    keys = [
+        "b_noise",
+        "s_min",
+        "b_noise_lo",
+        "b_noise_hi",
+        "n_batch_sizes",
+        *(f"{k}_{law}" for k in ("eps_max", "fit_err", "loo_err") for law in LAWS),
+        "loo_folds",
+        "reason",
+    ]
+    for k in keys:
+        out[k] = None if p is None else p[k]
+    if p is None:
+        out["reason"] = "the table has no rows"
+    out["best_lr"] = [
+        {"batch_size": b["batch_size"], "lr": b["best_lr"]}
+        for b in best
+        if p is not None and b["target"] == p["target"] and math.isfinite(b["best_lr"])
+    ]
+    out["b_noise_by_target"] = [
+        {
+            "target": f["target"],
+            "b_noise": f["b_noise"],
+            "lo": f["b_noise_lo"],
+            "hi": f["b_noise_hi"],
+            "n_batch_sizes": f["n_batch_sizes"],
+            "reason": f["reason"],
+        }
+        for f in fits
+    ]
+    loo = {law: out[f"loo_err_{law}"] for law in LAWS}
+    out["law_ranking"] = sorted(
+        (k for k, v in loo.items() if v is not None and math.isfinite(v)), key=loo.get
+    )
+    out["fits"], out["best"] = fits, best
+    return out
