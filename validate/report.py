@@ -64,16 +64,45 @@ HEADLINE_KEYS: tuple[tuple[str, str, str], ...] = (
     ("real", "fit_err_adam", "real network: RMS log-lr error, Adam surge law"),
     ("real", "fit_err_sgd", "real network: RMS log-lr error, SGD law (α = 1)"),
     ("real", "fit_err_sgd_sqrt", "real network: RMS log-lr error, α = 0.5"),
-    ("estimate", "b_noise_thm3", "real network, direct: B_noise (Theorem 3)"),
-    ("estimate", "b_simple", "real network, direct: B_simple"),
+    ("real", "b_noise_by_target", "real network: B_noise per target"),
+    ("estimate", "checkpoints.-1.step", "real network, direct: checkpoint (Adam steps)"),
+    ("estimate", "checkpoints.-1.loss", "real network, direct: loss at the checkpoint"),
+    ("estimate", "checkpoints.-1.b_noise_thm3", "real network, direct: B_noise (Theorem 3)"),
+    ("estimate", "checkpoints.-1.b_simple", "real network, direct: B_simple"),
+    ("estimate", "checkpoints.-1.b_noise_sgd_full", "real network, direct: SGD B_noise (full Σ)"),
+    ("estimate", "checkpoints.-1.regime_bound_median", "real network, direct: median πσ²/(2μ²)"),
+    (
+        "estimate",
+        "checkpoints.-1.ratio_sign_geomean",
+        "real network, direct: Theorem 2 lr ÷ measured (geo-mean over B)",
+    ),
+    (
+        "estimate",
+        "checkpoints.-1.ratio_sgd_full_geomean",
+        "real network, direct: SGD-law lr ÷ measured (geo-mean over B)",
+    ),
+    ("estimate", "b_simple_grows_as_loss_falls", "real network, direct: B_simple grows"),
 )
+
+
+def lookup(summary: Any, path: str) -> Any:
+    """``summary["a"][-1]["b"]`` for the path ``"a.-1.b"``; KeyError / IndexError if absent."""
+    cur = summary
+    for part in path.split("."):
+        if isinstance(cur, list):
+            cur = cur[int(part)]
+        else:
+            cur = cur[part]
+    return cur
 
 
 def fmt(x: Any) -> str:
     """How every number appears in the report: 4 significant digits, exact ints, words as is."""
     if isinstance(x, (list, tuple)):
         return "[" + ", ".join(fmt(v) for v in x) + "]"
-    if isinstance(x, bool) or x is None:
+    if x is None:  # NaN is written to JSON as null: "not resolved by this run"
+        return "n/a"
+    if isinstance(x, bool):
         return str(x)
     if isinstance(x, int):
         return str(x)
@@ -104,10 +133,14 @@ def headlines(parts: Sequence[Part]) -> list[Headline]:
     out = []
     for part, key, label in HEADLINE_KEYS:
         p = by_key.get(part)
-        if p is not None and p.status == "ok" and key in p.summary:
-            v = p.summary[key]
-            if _is_shown(v):
-                out.append(Headline(part, key, label, v))
+        if p is None or p.status != "ok":
+            continue
+        try:
+            v = lookup(p.summary, key)
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue
+        if _is_shown(v):
+            out.append(Headline(part, key, label, v))
     return out
 
 
@@ -157,19 +190,28 @@ def verdicts(parts: Sequence[Part]) -> list[str]:
             "fit_err_sgd": "SGD law (α = 1)",
             "fit_err_sgd_sqrt": "square-root form (α = 0.5)",
         }
+        pts = [q for q in r.get("best_lr") or [] if isinstance(q, dict) and q.get("lr")]
+        peak = max(pts, key=lambda q: q["lr"])["batch_size"] if pts else None
         lines.append(
-            f"Real network ({r.get('workload', 'fmnist-cnn')}): B_noise = "
-            f"{fmt(r.get('b_noise'))} from the S–E fit; best-fitting curve: "
-            f"{names.get(best, 'n/a')} "
-            + ", ".join(f"{names[k]} {fmt(v)}" for k, v in errs.items())
-            + "."
+            f"Adam surge on the real network ({r.get('workload')}, target loss "
+            f"{fmt(r.get('primary_target'))}): peak predicted at B = {fmt(r.get('b_noise'))} "
+            f"(B_noise from the S–E fit), measured best learning rate largest at B = {fmt(peak)}."
         )
-    if "estimate" in s:
-        e = s["estimate"]
         lines.append(
-            f"Direct estimate on the real network: Theorem 3's B_noise = "
-            f"{fmt(e.get('b_noise_thm3'))}, SGD B_noise = {fmt(e.get('b_noise_sgd'))}, "
-            f"B_simple = {fmt(e.get('b_simple'))}."
+            "Law comparison on the real network (RMS error in log learning rate): "
+            + ", ".join(f"{names[k]} {fmt(v)}" for k, v in errs.items())
+            + f"; best fit: {names.get(best, 'n/a')}."
+        )
+    if "estimate" in s and s["estimate"].get("checkpoints"):
+        e = s["estimate"]
+        c = e["checkpoints"][-1]
+        lines.append(
+            f"Direct estimate on the real network at step {fmt(c.get('step'))} (loss "
+            f"{fmt(c.get('loss'))}): Theorem 3's B_noise = {fmt(c.get('b_noise_thm3'))}, SGD "
+            f"B_noise (full Σ) = {fmt(c.get('b_noise_sgd_full'))}, B_simple = "
+            f"{fmt(c.get('b_simple'))}; predicted ÷ measured best lr (geo-mean over B): sign "
+            f"steps {fmt(c.get('ratio_sign_geomean'))}, SGD {fmt(c.get('ratio_sgd_full_geomean'))}"
+            f"; B_simple grows as the loss falls: {fmt(e.get('b_simple_grows_as_loss_falls'))}."
         )
     return lines
 
