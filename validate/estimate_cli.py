@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from validate.data import DOWNLOAD_HELP, allow_download
+
 #: smoke defaults: fmnist-cnn smoke in ~2–3 min on 2 CPU cores, synthetic-mlp in seconds
 DEFAULTS = {
     "checkpoints": "0,100,400",
@@ -62,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", default="synthetic-mlp", help="registered workload name")
     p.add_argument("--size", default="smoke", choices=("smoke", "paper"), help="workload size")
     p.add_argument("--data-dir", default=None, help="dataset folder (default: resolved)")
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--checkpoints", type=_ints, default=_ints(DEFAULTS["checkpoints"]),
                    help="Adam training steps at which to estimate (comma list)")
     p.add_argument("--at-losses", type=_floats, default=(),
@@ -164,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     from validate.workload import get_workload
 
     cfg = config_from_args(args)
+    if args.download:
+        allow_download()
     if args.train_lr <= 0 or args.train_batch_size < 1:
         raise ValueError(f"--train-lr must be > 0 and --train-batch-size >= 1; got "
                          f"{args.train_lr}, {args.train_batch_size}")

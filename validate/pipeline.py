@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from theory.rundir import environment, make_run_dir, read_json, write_json
+from validate.data import DOWNLOAD_HELP
 from validate.report import Part, write_report
 
 DONE = ".done"
@@ -34,7 +35,7 @@ class PartSpec:
 
 
 def _common_real(a: argparse.Namespace) -> list[str]:
-    out = ["--device", a.device]
+    out = ["--device", a.device, *(["--download"] if a.download else [])]
     if a.data_dir:
         out += ["--data-dir", str(a.data_dir)]
     return out
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset folder (else $SURGELAB_DATA, else the user cache)",
     )
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument(
         "--parts",
         default=",".join(s.key for s in PARTS),

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from theory.rundir import start_run, write_json, write_table
+from validate.data import DOWNLOAD_HELP, allow_download
 
 STAGE = "validate"
 
@@ -72,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="dataset folder (default: $SURGELAB_DATA, then ~/.cache/surgelab)",
     )
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument(
         "--out",
         type=Path,
@@ -118,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
     device = _device_name(args.device)
     data_dir = None if args.data_dir is None else str(args.data_dir)
+    if args.download:
+        allow_download()
     if args.backend == "local":
         # Fail here, with the data module's message, rather than inside a worker process.
         sweep.check_inputs(preset, data_dir=data_dir, device=args.device)

@@ -22,6 +22,10 @@ class Data:
     ``x_eval``/``y_eval`` is a FIXED held-in subset of the training set: the "training loss"
     the protocol compares with its targets is the mean loss on this subset, evaluated every
     ``eval_every`` steps (a robust, low-variance stand-in for the full training loss).
+
+    Inputs may stay in their storage dtype (uint8 images, uint8 byte tokens): the built-in
+    models convert and normalise inside ``forward``, which keeps whole datasets small on the
+    device and makes the batched engine's per-model batch gather cheap.
     """
 
     x_train: torch.Tensor
@@ -87,7 +91,7 @@ _REGISTRY: dict[str, Callable[..., Workload]] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., Workload]], Callable[..., Workload]]:
-    """Decorator registering a workload factory ``factory(**options) -> Workload`` under ``name``."""
+    """Register a workload factory ``factory(**options) -> Workload`` under ``name``."""
 
     def deco(factory: Callable[..., Workload]) -> Callable[..., Workload]:
         _REGISTRY[name] = factory

@@ -1,0 +1,615 @@
+"""The batched training engine: every learning rate × seed of one batch size as ONE program.
+
+The Surge protocol (THEORY.md, "The paper's experiments") trains, for each (batch size B,
+learning rate η, seed), a fresh model with Adam until the held-in training loss first reaches a
+target, records the optimiser steps S and examples E = B·S it took, then trains
+``further_steps`` more steps and records the loss reduction. The best η per B is the one with
+the largest reduction.
+
+:func:`train_group` runs all (η, seed) models of one batch size at once: their parameters are
+stacked along a leading "model" axis into one flat (M, P) tensor, the per-model losses come
+from ``vmap(functional_call(...))`` and their gradients from one ordinary backward of the
+summed loss (the models are independent, so row m of the gradient is model m's own), and Adam
+is a hand-written update on the flat stack with a per-model learning rate. On a GPU this turns
+hundreds of tiny kernels into a few large ones. :func:`train_single` is the same protocol one
+model at a time with a plain ``torch.optim.Adam`` loop: the baseline of :mod:`validate.bench`
+and the correctness reference (same seed and η → same S, up to floating-point reassociation).
+
+Semantics shared by both (the contract the sweep relies on):
+
+* **Init**: model ``(η, seed)`` is built by ``workload.make_model()`` right after
+  ``torch.manual_seed(seed)`` (inside ``torch.random.fork_rng``, so the caller's global RNG is
+  untouched): models with the same seed start from the same weights whatever their η.
+* **Data stream (common random numbers)**: each seed owns a data stream keyed by
+  :func:`stream_seed`; optimiser step t draws B training indices uniformly WITH replacement
+  (i.i.d. minibatches, the sampling the theory assumes) from the counter-based
+  :func:`batch_indices` (key, t). Every model with that seed sees the same batches at the same
+  steps, whatever its η, so differences between learning rates are not blurred by sampling
+  noise. A workload's random ``batch_transform`` gets a per-seed ``torch.Generator`` (seeded
+  with the same key) that is likewise shared by the seed's models.
+* **Evaluation**: every ``eval_every`` steps (and at step 0), the mean loss on the fixed held-in
+  subset ``data.x_eval`` (chunked, so memory stays bounded). The first evaluated step where it
+  is ≤ target k is S_k (so S has a resolution of ``eval_every``).
+* **Further steps (fork)**: when a model crosses target k at step S, a COPY of its parameters
+  and Adam state trains ``further_steps`` more steps on batches S+1, S+2, … of its seed's
+  stream (exactly the batches the main run sees next; a transform generator is cloned too);
+  the loss reduction is ``loss_at_target − loss_after_further`` on the same held-in set. The
+  main run continues toward the next target unchanged. A model that crosses several targets
+  at one evaluation forks once and the result is recorded for each of them.
+* **Divergence**: a non-finite held-in loss, or one above ``diverge_factor`` × the model's
+  initial loss, marks the model diverged and freezes it; nothing raises.
+* **Stop**: when every model has reached every target or diverged, or at ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from validate.workload import Data, Workload
+
+#: Keys of every row returned by :func:`train_group` / :func:`train_single`.
+ROW_KEYS = ("batch_size", "lr", "seed", "target", "reached", "steps", "examples",
+            "loss_at_target", "loss_after_further", "loss_reduction", "diverged",
+            "further_diverged", "final_step", "wall_s", "group_size", "engine")
+
+#: A held-in loss this many times the initial loss counts as divergence. Cross-entropy starts
+#: near log(classes); Adam runs that blow up go far past 3× that, while healthy runs never
+#: climb back above their starting loss by that much.
+DIVERGE_FACTOR = 3.0
+
+#: Held-in examples evaluated per forward pass (per model): bounds eval memory for big groups.
+EVAL_CHUNK = 512
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def stream_seed(seed: int) -> int:
+    """The data-stream seed for model seed ``seed`` (decorrelated from the init seed).
+
+    A SeedSequence hash, so seeds 0, 1, 2 … give unrelated streams and the stream never equals
+    the ``torch.manual_seed(seed)`` stream used for the weights.
+    """
+    return int(np.random.SeedSequence([int(seed), 0x5EED]).generate_state(1, np.uint64)[0]
+               % (2**63 - 1))
+
+
+def eval_interval(batch_size: int, n_eval: int, base: int = 10,
+                  max_overhead: float = 0.5) -> int:
+    """Steps between held-in evaluations so evaluation costs at most ``max_overhead`` × training.
+
+    One evaluation forwards ``n_eval`` examples, about n_eval/3 training-example equivalents
+    (a forward is ~1/3 of forward + backward); k steps train k·B examples. So
+    k ≥ n_eval / (3·B·max_overhead), and never below ``base`` (the workload's resolution of S).
+    At small batch sizes (the paper's B = 1 … 12) a fixed interval of 10 would spend most of
+    the time evaluating; S is then large, so a coarser interval costs little relative precision.
+
+    Examples:
+      >>> eval_interval(64, 2000), eval_interval(1, 2000)
+      (21, 1334)
+    """
+    if batch_size < 1 or n_eval < 1 or base < 1 or not max_overhead > 0:
+        raise ValueError(f"need batch_size, n_eval, base >= 1 and max_overhead > 0; got "
+                         f"{batch_size=} {n_eval=} {base=} {max_overhead=}")
+    return max(int(base), math.ceil(n_eval / (3.0 * batch_size * max_overhead)))
+
+
+def _check_args(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
+                seeds: Sequence[int], betas: tuple[float, float], adam_eps: float,
+                targets: Sequence[float] | None, further_steps: int | None,
+                max_steps: int | None, eval_every: int | None) -> dict[str, Any]:
+    if not isinstance(workload, Workload):
+        raise ValueError(f"workload must be a validate.workload.Workload; got {type(workload)}")
+    if not isinstance(data, Data):
+        raise ValueError(f"data must be a validate.workload.Data; got {type(data)}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size=}")
+    lrs = [float(x) for x in lrs]
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate; got an empty sequence")
+    if any(not (math.isfinite(x) and x > 0) for x in lrs):
+        raise ValueError(f"learning rates must be positive and finite; got {lrs=}")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed; got an empty sequence")
+    b1, b2 = (float(b) for b in betas)
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise ValueError(f"Adam betas must lie in [0, 1); got {betas=}")
+    if not (adam_eps >= 0 and math.isfinite(adam_eps)):
+        raise ValueError(f"adam_eps must be finite and >= 0; got {adam_eps=}")
+    tg = tuple(float(t) for t in (workload.targets if targets is None else targets))
+    if not tg or any(not (t > 0) for t in tg) or list(tg) != sorted(tg, reverse=True):
+        raise ValueError(f"targets must be positive and descending; got {targets=}")
+    fs = workload.further_steps if further_steps is None else int(further_steps)
+    ms = workload.max_steps if max_steps is None else int(max_steps)
+    ee = workload.eval_every if eval_every is None else int(eval_every)
+    if fs < 1:
+        raise ValueError(f"further_steps must be >= 1; got {further_steps=}")
+    if ms < 1:
+        raise ValueError(f"max_steps must be >= 1; got {max_steps=}")
+    if ee < 1:
+        raise ValueError(f"eval_every must be >= 1; got {eval_every=}")
+    return dict(batch_size=int(batch_size), lrs=lrs, seeds=seeds, betas=(b1, b2),
+                targets=tg, further_steps=fs, max_steps=ms, eval_every=ee)
+
+
+def _check_model(model: torch.nn.Module) -> None:
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm) and mod.track_running_stats:
+            raise ValueError(
+                f"{type(mod).__name__} keeps running statistics, which a vmapped functional "
+                "training step cannot update; use GroupNorm/LayerNorm or "
+                "track_running_stats=False in the workload's model")
+
+
+def _init_model(workload: Workload, seed: int, device: str) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = workload.make_model()
+    _check_model(model)
+    return model.to(device)
+
+
+def _new_row(cfg: dict[str, Any], lr: float, seed: int, target: float) -> dict[str, Any]:
+    return {"batch_size": cfg["batch_size"], "lr": lr, "seed": seed, "target": target,
+            "reached": False, "steps": None, "examples": None, "loss_at_target": None,
+            "loss_after_further": None, "loss_reduction": None, "diverged": False,
+            "further_diverged": False, "final_step": 0, "wall_s": 0.0, "group_size": 0,
+            "engine": ""}
+
+
+def _record_cross(row: dict[str, Any], step: int, batch_size: int, loss: float) -> None:
+    row["reached"] = True
+    row["steps"] = int(step)
+    row["examples"] = int(step) * batch_size
+    row["loss_at_target"] = float(loss)
+
+
+def _record_further(row: dict[str, Any], after: float, at: float, init: float,
+                    factor: float) -> None:
+    row["loss_after_further"] = float(after)
+    row["loss_reduction"] = float(at - after)
+    row["further_diverged"] = bool(not math.isfinite(after) or after > factor * init)
+
+
+def _i64(c: int) -> int:
+    """A uint64 constant as the int64 with the same bits (torch has no uint64 arithmetic)."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_K_STEP, _K_POS = _i64(0x9E3779B97F4A7C15), _i64(0xD1B54A32D192ED03)
+_MIX1, _MIX2 = _i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB)
+
+
+def _srl(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 bits (torch's >> is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def batch_indices(keys: torch.Tensor, step: int, batch_size: int, n: int) -> torch.Tensor:
+    """Training indices of optimiser step ``step`` for each data stream: shape (len(keys), B).
+
+    A counter-based generator: index j of step t of stream k is
+    ``splitmix64(k + t·φ + j·c) >> 1 mod n`` (64-bit wrapping arithmetic; the bias of the final
+    ``mod n`` is below n / 2⁶³). Every (stream, step) pair is addressable directly, so all the
+    seeds of a group draw in one vectorised call, a fork resumes a stream by its step count,
+    and the batched and the one-at-a-time engines see identical batches on any device.
+    """
+    j = torch.arange(batch_size, dtype=torch.int64, device=keys.device)
+    t = torch.full((), int(step), dtype=torch.int64, device=keys.device)
+    z = keys.to(torch.int64)[:, None] + t * _K_STEP + j[None, :] * _K_POS
+    z = (z ^ _srl(z, 30)) * _MIX1
+    z = (z ^ _srl(z, 27)) * _MIX2
+    z = z ^ _srl(z, 31)
+    return _srl(z, 1) % int(n)
+
+
+def _sample(data: Data, keys: torch.Tensor, step: int, batch_size: int,
+            transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+            gens: Sequence[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of step ``step`` for each stream key: x (S, B, ...), y (S, B, ...)."""
+    idx = batch_indices(keys, step, batch_size, data.n_train).to(data.x_train.device)
+    x, y = data.x_train[idx], data.y_train[idx]
+    if transform is not None:
+        assert gens is not None
+        x = torch.stack([transform(x[i], g) for i, g in enumerate(gens)])
+    return x, y
+
+
+def _clone_gen(gen: torch.Generator) -> torch.Generator:
+    g = torch.Generator(device=gen.device)
+    g.set_state(gen.get_state())
+    return g
+
+
+# ----------------------------------------------------------------------------- batched engine
+
+
+class _Stacked:
+    """Parameters, buffers and Adam moments of M models, stacked on a leading model axis.
+
+    All parameters of a model live in ONE row of a flat (M, P) tensor and ``params`` are views
+    into it, so the Adam update is a handful of whole-tensor operations whatever the number
+    of parameter tensors (ResNet-18 has 62): few kernel launches per step on a GPU.
+    """
+
+    def __init__(self, flat: torch.Tensor, layout: list[tuple[str, tuple[int, ...], int, int]],
+                 buffers: dict[str, torch.Tensor], m: torch.Tensor, v: torch.Tensor,
+                 lr: torch.Tensor, t: int) -> None:
+        self.flat, self.layout, self.buffers = flat, layout, buffers
+        self.m, self.v, self.lr, self.t = m, v, lr, t
+        n = flat.shape[0]
+        self.params = {k: flat[:, a:a + size].view(n, *shape) for k, shape, a, size in layout}
+
+    @classmethod
+    def from_dicts(cls, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   lr: torch.Tensor) -> _Stacked:
+        """Stack already-stacked parameter dicts (each (M, ...)) into the flat layout."""
+        layout, a = [], 0
+        for k, p in params.items():
+            size = int(p[0].numel())
+            layout.append((k, tuple(p.shape[1:]), a, size))
+            a += size
+        n = int(lr.shape[0])
+        flat = torch.cat([p.detach().reshape(n, -1) for p in params.values()], dim=1).clone()
+        return cls(flat, layout, {k: b.detach().clone() for k, b in buffers.items()},
+                   torch.zeros_like(flat), torch.zeros_like(flat), lr, 0)
+
+    def flatten(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-parameter (M, ...) gradients → one (M, P) tensor in the flat layout."""
+        n = self.flat.shape[0]
+        return torch.cat([grads[k].reshape(n, -1) for k, _, _, _ in self.layout], dim=1)
+
+    def select(self, idx: torch.Tensor) -> _Stacked:
+        """The sub-stack of models ``idx`` (a copy: index_select never aliases)."""
+        return _Stacked(self.flat.index_select(0, idx), self.layout,
+                        {k: b.index_select(0, idx) for k, b in self.buffers.items()},
+                        self.m.index_select(0, idx), self.v.index_select(0, idx),
+                        self.lr.index_select(0, idx), self.t)
+
+
+def _adam_step(st: _Stacked, grads: torch.Tensor, b1: float, b2: float, eps: float) -> None:
+    """Adam on the flat (M, P) stack, the same arithmetic as ``torch.optim.Adam`` (single-tensor).
+
+    m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+    p ← p − (η/(1−β1ᵗ)) · m / (√v/√(1−β2ᵗ) + ε), with η a per-model (per-row) learning rate.
+    With β1 = β2 = 0 this is p ← p − η g/(|g| + ε): sign descent as ε → 0.
+    """
+    st.t += 1
+    bc1 = 1.0 - b1 ** st.t
+    bc2_sqrt = math.sqrt(1.0 - b2 ** st.t)
+    st.m.lerp_(grads, 1.0 - b1)
+    st.v.mul_(b2).addcmul_(grads, grads, value=1.0 - b2)
+    denom = (st.v.sqrt() / bc2_sqrt).add_(eps)
+    st.flat.sub_((st.lr / bc1)[:, None] * st.m / denom)
+
+
+class _Batched:
+    """The vmapped loss/gradient and held-in evaluation of one workload's architecture."""
+
+    def __init__(self, workload: Workload, template: torch.nn.Module, data: Data,
+                 eval_chunk: int, model_chunk: int | None) -> None:
+        self.data, self.eval_chunk, self.model_chunk = data, eval_chunk, model_chunk
+
+        def loss_fn(p, b, x, y):
+            return workload.loss(functional_call(template, (p, b), (x,)), y)
+
+        self._loss = vmap(loss_fn, in_dims=(0, 0, 0, 0))
+        self._eval = vmap(loss_fn, in_dims=(0, 0, None, None))
+        self._loss_one = loss_fn
+
+    def grads(self, st: _Stacked, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-model gradients in the flat (M, P) layout.
+
+        The models are independent, so the gradient of the SUM of their losses with respect to
+        the flat stack is, row by row, each model's own gradient: one vmapped forward and one
+        ordinary backward, cheaper than ``vmap(grad(...))`` (no per-op functorch transform in
+        the backward) and the result lands in the flat layout with no concatenation.
+        """
+        g = torch.empty_like(st.flat)
+        for i, j in self._chunks(st):
+            flat = st.flat[i:j].detach().requires_grad_(True)
+            params = {k: flat[:, a:a + size].view(j - i, *shape)
+                      for k, shape, a, size in st.layout}
+            buffers = {k: b[i:j] for k, b in st.buffers.items()}
+            losses = self._loss(params, buffers, x[i:j], y[i:j])
+            (g[i:j],) = torch.autograd.grad(losses.sum(), flat)
+        return g
+
+    def _chunks(self, st: _Stacked) -> list[tuple[int, int]]:
+        """Row ranges of at most ``model_chunk`` models (all at once when None)."""
+        n = st.flat.shape[0]
+        c = n if not self.model_chunk else self.model_chunk
+        return [(i, min(i + c, n)) for i in range(0, n, c)]
+
+    @torch.no_grad()
+    def eval(self, st: _Stacked) -> torch.Tensor:
+        """Mean held-in loss per model, shape (n_models,), as float64 on the CPU.
+
+        On a CPU the models are evaluated one after another: with an unbatched input, vmap
+        turns the model axis of a convolution into a grouped convolution, which oneDNN runs
+        2–3× slower than separate ones (measured on fmnist-cnn). On a GPU the vmapped
+        evaluation is one big launch per layer and wins.
+        """
+        xe, ye = self.data.x_eval, self.data.y_eval
+        n = int(xe.shape[0])
+        tot = torch.zeros(st.lr.shape[0], dtype=torch.float64, device=st.flat.device)
+        if st.flat.device.type == "cpu":
+            for m in range(st.flat.shape[0]):
+                params = {k: p[m] for k, p in st.params.items()}
+                buffers = {k: v[m] for k, v in st.buffers.items()}
+                for i in range(0, n, self.eval_chunk):
+                    xc, yc = xe[i:i + self.eval_chunk], ye[i:i + self.eval_chunk]
+                    tot[m] += self._loss_one(params, buffers, xc, yc).double() * xc.shape[0]
+            return tot / n
+        for a, b in self._chunks(st):
+            params = {k: p[a:b] for k, p in st.params.items()}
+            buffers = {k: v[a:b] for k, v in st.buffers.items()}
+            for i in range(0, n, self.eval_chunk):
+                xc, yc = xe[i:i + self.eval_chunk], ye[i:i + self.eval_chunk]
+                tot[a:b] += self._eval(params, buffers, xc, yc).double() * xc.shape[0]
+        return (tot / n).cpu()
+
+
+def _batched_steps(eng: _Batched, st: _Stacked, seed_of: list[int],
+                   gens: dict[int, torch.Generator] | None, n: int, cfg: dict[str, Any],
+                   transform, b1: float, b2: float, eps: float) -> None:
+    """``n`` Adam steps on the stack; model i draws from the data stream of ``seed_of[i]``.
+
+    Each distinct seed's batch is drawn once per step and gathered to its models, so models
+    that share a seed see the same examples (common random numbers).
+    """
+    uniq = sorted(set(seed_of))
+    pos = {s: j for j, s in enumerate(uniq)}
+    dev = st.lr.device
+    gather = torch.tensor([pos[s] for s in seed_of], device=dev)
+    keys = torch.tensor([stream_seed(s) for s in uniq], dtype=torch.int64, device=dev)
+    glist = None if gens is None else [gens[s] for s in uniq]
+    identity = list(seed_of) == uniq
+    for _ in range(n):
+        x, y = _sample(eng.data, keys, st.t, cfg["batch_size"], transform, glist)
+        if not identity:  # replicate each seed's batch to its models (in model order)
+            x, y = x.index_select(0, gather), y.index_select(0, gather)
+        _adam_step(st, eng.grads(st, x, y), b1, b2, eps)
+
+
+def train_group(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
+                seeds: Sequence[int], *, betas: tuple[float, float] = (0.9, 0.999),
+                adam_eps: float = 1e-8, targets: Sequence[float] | None = None,
+                further_steps: int | None = None, max_steps: int | None = None,
+                eval_every: int | None = None, device: str = "cpu", progress: bool = False,
+                diverge_factor: float = DIVERGE_FACTOR, eval_chunk: int = EVAL_CHUNK,
+                model_chunk: int | None = None) -> list[dict[str, Any]]:
+    """Train every (lr, seed) model of one batch size as one vmapped program.
+
+    Args:
+      workload: the model/loss/protocol constants (:class:`validate.workload.Workload`).
+      data: in-memory tensors (moved to ``device`` here if they are elsewhere).
+      batch_size: B, examples per optimiser step.
+      lrs, seeds: the grid; one model per (lr, seed) pair.
+      betas, adam_eps: Adam's (β1, β2) and ε; β1 = β2 = 0 with tiny ε is sign descent.
+      targets: held-in loss targets, descending (default ``workload.targets``).
+      further_steps, max_steps, eval_every: default to the workload's values.
+      device: torch device for the whole group.
+      progress: show a tqdm bar over steps.
+      diverge_factor: loss above this multiple of the initial loss = diverged.
+      eval_chunk: held-in examples per evaluation forward pass.
+      model_chunk: at most this many models per vmapped forward/backward (None: all at
+        once). Bounds activation memory for big groups on a GPU; results do not change.
+
+    Returns:
+      One dict per (lr, seed, target), in that nesting order, with the keys ``ROW_KEYS``:
+      ``steps`` S (None if not reached), ``examples`` E = B·S, ``loss_at_target``,
+      ``loss_after_further``, ``loss_reduction``, ``diverged`` (diverged before reaching this
+      target), ``further_diverged`` (the forked further-steps copy diverged), ``final_step``
+      (where the model's main run stopped), ``wall_s`` (wall-clock seconds of the whole group,
+      the same in each of its rows), ``group_size`` (models trained together), ``engine``.
+
+    Examples:
+      >>> from validate.workload import get_workload
+      >>> w = get_workload("synthetic-mlp", size="smoke")
+      >>> rows = train_group(w, w.load_data(None, "cpu"), 32, [1e-3, 3e-3], [0])
+      >>> len(rows) == 2 * len(w.targets)
+      True
+    """
+    cfg = _check_args(workload, data, batch_size, lrs, seeds, betas, adam_eps, targets,
+                      further_steps, max_steps, eval_every)
+    if model_chunk is not None and model_chunk < 1:
+        raise ValueError(f"model_chunk must be >= 1 or None; got {model_chunk=}")
+    if eval_chunk < 1:
+        raise ValueError(f"eval_chunk must be >= 1; got {eval_chunk=}")
+    t0 = time.perf_counter()
+    b1, b2 = cfg["betas"]
+    eps = float(adam_eps)
+    tg, B, F = cfg["targets"], cfg["batch_size"], cfg["further_steps"]
+    data = data.to(device) if data.x_train.device != torch.device(device) else data
+    models = [(lr, s) for lr in cfg["lrs"] for s in cfg["seeds"]]
+    n_models = len(models)
+    rows = [[_new_row(cfg, lr, s, t) for t in tg] for lr, s in models]
+
+    inits = {s: _init_model(workload, s, device) for s in cfg["seeds"]}
+    template = copy.deepcopy(inits[cfg["seeds"][0]]).to("meta")
+    params, buffers = stack_module_state([inits[s] for _, s in models])
+    dtypes = {p.dtype for p in params.values()}
+    if len(dtypes) != 1:
+        raise ValueError(f"the model's parameters must share one dtype; got {dtypes}")
+    lr_t = torch.tensor([lr for lr, _ in models], device=device, dtype=dtypes.pop())
+    st = _Stacked.from_dicts(params, buffers, lr_t)
+    eng = _Batched(workload, template, data, eval_chunk, model_chunk)
+    gens = None  # torch generators only for a workload's random batch_transform
+    if workload.batch_transform is not None:
+        gens = {s: torch.Generator(device=device).manual_seed(stream_seed(s))
+                for s in cfg["seeds"]}
+
+    active = list(range(n_models))      # model ids still training, in stack order
+    next_t = [0] * n_models             # index of the next target each model must reach
+    init_loss = eng.eval(st).tolist()
+    final_step = [0] * n_models
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg["max_steps"], desc=f"B={B} x{n_models}", leave=False)
+    step = 0
+    losses = init_loss
+    while True:
+        # -- bookkeeping at an evaluation: divergence, crossings, forks, compaction
+        crossed: list[int] = []          # stack positions that crossed >= 1 target now
+        keep: list[int] = []
+        for pos, mid in enumerate(active):
+            loss = losses[pos]
+            final_step[mid] = step
+            if not math.isfinite(loss) or loss > diverge_factor * init_loss[mid]:
+                for k in range(next_t[mid], len(tg)):
+                    rows[mid][k]["diverged"] = True
+                next_t[mid] = len(tg)
+                continue
+            k0 = next_t[mid]
+            while next_t[mid] < len(tg) and loss <= tg[next_t[mid]]:
+                _record_cross(rows[mid][next_t[mid]], step, B, loss)
+                next_t[mid] += 1
+            if next_t[mid] > k0:
+                crossed.append(pos)
+            if next_t[mid] < len(tg):
+                keep.append(pos)
+        if crossed:
+            idx = torch.tensor(crossed, device=device)
+            fork = st.select(idx)
+            fseeds = [models[active[p]][1] for p in crossed]
+            fgens = None if gens is None else {s: _clone_gen(gens[s]) for s in set(fseeds)}
+            _batched_steps(eng, fork, fseeds, fgens, F, cfg, workload.batch_transform,
+                           b1, b2, eps)
+            after = eng.eval(fork).tolist()
+            for j, pos in enumerate(crossed):
+                mid = active[pos]
+                for row in rows[mid]:
+                    if row["reached"] and row["loss_after_further"] is None:
+                        _record_further(row, after[j], row["loss_at_target"],
+                                        init_loss[mid], diverge_factor)
+            del fork
+        if len(keep) < len(active):
+            if not keep:
+                break
+            st = st.select(torch.tensor(keep, device=device))
+            active = [active[p] for p in keep]
+        if step >= cfg["max_steps"]:
+            break
+        # -- train to the next evaluation
+        n = min(cfg["eval_every"], cfg["max_steps"] - step)
+        _batched_steps(eng, st, [models[m][1] for m in active], gens, n, cfg,
+                       workload.batch_transform, b1, b2, eps)
+        step += n
+        if bar is not None:
+            bar.update(n)
+        losses = eng.eval(st).tolist()
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    out = []
+    for mid in range(n_models):
+        for row in rows[mid]:
+            row.update(final_step=final_step[mid], wall_s=wall, group_size=n_models,
+                       engine="batched")
+            out.append(row)
+    return out
+
+
+# ----------------------------------------------------------------------------- single engine
+
+
+@torch.no_grad()
+def _eval_single(workload: Workload, model: torch.nn.Module, data: Data, chunk: int) -> float:
+    n = int(data.x_eval.shape[0])
+    tot = 0.0
+    for i in range(0, n, chunk):
+        xc, yc = data.x_eval[i:i + chunk], data.y_eval[i:i + chunk]
+        tot += float(workload.loss(model(xc), yc).double()) * xc.shape[0]
+    return tot / n
+
+
+def _single_steps(workload: Workload, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                  data: Data, batch_size: int, key: torch.Tensor, t0: int,
+                  gen: torch.Generator | None, n: int) -> int:
+    """``n`` optimiser steps from step count ``t0``; returns the new step count."""
+    for t in range(t0, t0 + n):
+        x, y = _sample(data, key, t, batch_size, workload.batch_transform,
+                       None if gen is None else [gen])
+        opt.zero_grad(set_to_none=True)
+        workload.loss(model(x[0]), y[0]).backward()
+        opt.step()
+    return t0 + n
+
+
+def train_single(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
+                 seeds: Sequence[int], *, betas: tuple[float, float] = (0.9, 0.999),
+                 adam_eps: float = 1e-8, targets: Sequence[float] | None = None,
+                 further_steps: int | None = None, max_steps: int | None = None,
+                 eval_every: int | None = None, device: str = "cpu", progress: bool = False,
+                 diverge_factor: float = DIVERGE_FACTOR, eval_chunk: int = EVAL_CHUNK,
+                 ) -> list[dict[str, Any]]:
+    """The protocol of :func:`train_group`, one model at a time with ``torch.optim.Adam``.
+
+    Same arguments, rows and semantics (init, data stream, evaluation, forks, divergence);
+    ``wall_s`` is the wall-clock time of that one model and ``group_size`` is 1. It exists as
+    the baseline of :mod:`validate.bench` and as the reference the batched engine is tested
+    against.
+    """
+    cfg = _check_args(workload, data, batch_size, lrs, seeds, betas, adam_eps, targets,
+                      further_steps, max_steps, eval_every)
+    tg, B, F = cfg["targets"], cfg["batch_size"], cfg["further_steps"]
+    data = data.to(device) if data.x_train.device != torch.device(device) else data
+    out = []
+    pairs = [(lr, s) for lr in cfg["lrs"] for s in cfg["seeds"]]
+    it: Any = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(pairs, desc=f"B={B} single", leave=False)
+    for lr, seed in it:
+        t0 = time.perf_counter()
+        rows = [_new_row(cfg, lr, seed, t) for t in tg]
+        model = _init_model(workload, seed, device)
+        # foreach=False: the single-tensor path, whose arithmetic _adam_step mirrors
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=cfg["betas"], eps=adam_eps,
+                               foreach=False)
+        key = torch.tensor([stream_seed(seed)], dtype=torch.int64, device=device)
+        gen = None
+        if workload.batch_transform is not None:
+            gen = torch.Generator(device=device).manual_seed(stream_seed(seed))
+        init = loss = _eval_single(workload, model, data, eval_chunk)
+        nxt, step = 0, 0
+        while True:
+            if not math.isfinite(loss) or loss > diverge_factor * init:
+                for r in rows[nxt:]:
+                    r["diverged"] = True
+                break
+            k0 = nxt
+            while nxt < len(tg) and loss <= tg[nxt]:
+                _record_cross(rows[nxt], step, B, loss)
+                nxt += 1
+            if nxt > k0:
+                fm, fo = copy.deepcopy((model, opt))
+                _single_steps(workload, fm, fo, data, B, key, step,
+                              None if gen is None else _clone_gen(gen), F)
+                after = _eval_single(workload, fm, data, eval_chunk)
+                for r in rows[k0:nxt]:
+                    _record_further(r, after, r["loss_at_target"], init, diverge_factor)
+                del fm, fo
+            if nxt >= len(tg) or step >= cfg["max_steps"]:
+                break
+            n = min(cfg["eval_every"], cfg["max_steps"] - step)
+            step = _single_steps(workload, model, opt, data, B, key, step, gen, n)
+            loss = _eval_single(workload, model, data, eval_chunk)
+        wall = time.perf_counter() - t0
+        for r in rows:
+            r.update(final_step=step, wall_s=wall, group_size=1, engine="single")
+        out.extend(rows)
+    return out
