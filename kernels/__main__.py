@@ -27,7 +27,11 @@ def _bench(args: argparse.Namespace) -> int:
     from kernels import bench
     from theory import rundir
 
-    backends = bench.backends_here(args.backend)
+    try:
+        backends = bench.backends_here(args.backend)
+    except RuntimeError as exc:                      # e.g. --backend cuda without a GPU
+        print(f"kernels bench: {exc}", file=sys.stderr)
+        return 2
     cases = bench.PRESETS[args.preset]
     if args.d or args.rank is not None or args.n_batch or args.samples:
         cases = [dataclasses.replace(c, d=args.d or c.d,

@@ -45,6 +45,16 @@ def test_bench_rejects_bad_options():
         main(["bench", "--repeats", "0"])
 
 
+def test_bench_cuda_without_gpu_exits_with_reason(capsys):
+    """--backend cuda on a CPU machine: exit code 2 and a message naming what is missing."""
+    import kernels
+
+    if kernels.available_backends()["cuda"][0]:
+        pytest.skip("a GPU is available")
+    assert main(["bench", "--preset", "smoke", "--backend", "cuda"]) == 2
+    assert "cupy" in capsys.readouterr().err
+
+
 def test_module_entry_point():
     """``python -m kernels info`` runs as a script and exits 0."""
     res = subprocess.run([sys.executable, "-m", "kernels", "info"], capture_output=True,

@@ -113,7 +113,7 @@ class EmulatedLauncher:
         if options not in self.libs:
             out = self.workdir / f"emu{len(self.libs)}.so"
             flags = [o for o in options if o.startswith(("-D", "-I"))]
-            cmd = [self.cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC",
+            cmd = [self.cxx, "-std=c++20", "-O0", "-pthread", "-shared", "-fPIC",
                    "-ffp-contract=off", *flags, "-o", str(out), str(self.workdir / "driver.cpp")]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             assert res.returncode == 0, res.stderr
@@ -142,7 +142,15 @@ def emulator(tmp_path_factory):
     cxx = shutil.which("g++")
     if cxx is None:
         pytest.skip("g++ not found (needed to build the host emulation of moments.cu)")
-    return EmulatedLauncher(tmp_path_factory.mktemp("emu"), cxx)
+    work = tmp_path_factory.mktemp("emu")
+    probe = work / "probe.cpp"
+    probe.write_text("#include <barrier>\n"
+                     "int main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
+    res = subprocess.run([cxx, "-std=c++20", "-pthread", "-o", str(work / "probe"), str(probe)],
+                         capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        pytest.skip(f"{cxx} cannot build C++20 <barrier> code: {res.stderr[:200]}")
+    return EmulatedLauncher(work, cxx)
 
 
 def _problem(d, r, k, seed):
