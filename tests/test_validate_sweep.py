@@ -366,6 +366,9 @@ def test_cli_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SURGELAB_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    from validate import data as vdata
+
+    monkeypatch.setattr(vdata, "CHECKOUT_DATA", tmp_path / "no-checkout-data")
     rc = main(
         [
             "run",

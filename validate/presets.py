@@ -255,7 +255,7 @@ _SCALED: dict[tuple[str, str], dict[str, Any]] = {
     ("fmnist-cnn", "smoke"): dict(
         batch_sizes=(8, 16, 32, 64, 128, 256),
         lrs=(1e-3, 2e-3, 3.5e-3, 6e-3, 1e-2, 1.6e-2),
-        seeds=(0, 1),
+        seeds=(0, 1, 2, 3),  # 4 seeds: the best lr per B is a mean over seeds
         further_steps=20,
         max_steps=450,
         eval_every=5,
