@@ -100,3 +100,19 @@ def test_report_opens_in_headless_browser(tiny_run, tmp_path):
     res = subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.stat().st_size > 10_000, res.stderr[-2000:]
+
+
+def test_preset_paper_maps_to_the_workloads_table1_grid(tmp_path, monkeypatch):
+    """`--preset paper` runs the workload's Table-1 preset; a workload without one is an error."""
+    seen = []
+
+    def fake_run_part(spec, args, root):
+        seen.append((spec.key, spec.argv(args, root / spec.key)))
+        raise KeyboardInterrupt  # stop after recording the first real-data command
+
+    monkeypatch.setattr(pipeline, "run_part", fake_run_part)
+    assert pipeline.main(["--preset", "paper", "--parts", "real", "--out", str(tmp_path)]) == 130
+    argv = seen[0][1]
+    assert argv[argv.index("--preset") + 1] == "paper-fmnist-large"
+    assert pipeline.main(["--preset", "paper", "--workload", "synthetic-mlp",
+                          "--out", str(tmp_path / "b")]) == 2

@@ -140,6 +140,13 @@ PARTS: tuple[PartSpec, ...] = (
 
 # --preset picks the real-data grid; the simulations and the estimate follow its scale.
 SCALE_OF_PRESET = {"tiny": "tiny", "smoke": "smoke"}
+# --preset paper: the workload's Table-1 grid (for Fashion-MNIST the large-batch row, which
+# spans B_noise; the small-batch row is `--preset paper-fmnist-small`).
+PAPER_PRESET = {
+    "fmnist-cnn": "paper-fmnist-large",
+    "eli5-gpt": "paper-eli5-adam",
+    "tinyimagenet-resnet18": "paper-resnet-sign",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         default="smoke",
-        help="real-data grid: tiny (seconds), smoke (CPU minutes) or a paper-* preset",
+        help="real-data grid: tiny (seconds), smoke (CPU minutes), paper (the workload's "
+        "Table-1 grid) or any preset name (surgelab validate presets)",
     )
     p.add_argument("--device", default="cpu", help="torch device for the real-data parts")
     p.add_argument(
@@ -250,6 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend != "ray" and args.address:
         print("surgelab run: --address needs --backend ray", file=sys.stderr)
         return 2
+    if args.preset == "paper":
+        if args.workload not in PAPER_PRESET:
+            print(
+                f"surgelab run: the paper has no grid for workload {args.workload!r}; use "
+                f"--preset smoke, or one of {sorted(PAPER_PRESET)} with --preset paper",
+                file=sys.stderr,
+            )
+            return 2
+        args.preset = PAPER_PRESET[args.workload]
     args.scale = SCALE_OF_PRESET.get(
         args.preset, "paper" if args.preset.startswith("paper") else "smoke"
     )
