@@ -14,6 +14,9 @@ import os
 import sys
 
 from kernels import _backend
+from theory.rundir import out_dir_arg
+
+_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
 
 
 def _info() -> int:
@@ -30,7 +33,7 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         backends = bench.backends_here(args.backend)
     except RuntimeError as exc:                      # e.g. --backend cuda without a GPU
-        print(f"kernels bench: {exc}", file=sys.stderr)
+        print(f"python -m kernels bench: error: --backend: {exc}", file=sys.stderr)
         return 2
     cases = bench.PRESETS[args.preset]
     if args.d or args.rank is not None or args.n_batch or args.samples:
@@ -113,13 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--n-batch", type=int, help="override every case's number of batch sizes")
     b.add_argument("--samples", type=int, help="override every case's n_samples")
     b.add_argument("--seed", type=int, default=0, help="Philox seed and problem seed")
-    b.add_argument("--out", help="run folder (default runs/kernels/bench/<UTC time>)")
+    b.add_argument("--out", type=_out_dir,
+                   help="run folder (default runs/kernels/bench/<UTC time>)")
     args = ap.parse_args(argv)
     if args.cmd == "info":
         return _info()
-    for name in ("repeats", "ref_samples", "torch_samples"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    # (flag, smallest allowed value); the overrides are checked only when given
+    for name, lo in (("repeats", 1), ("ref_samples", 1), ("torch_samples", 1), ("d", 1),
+                     ("rank", 0), ("n_batch", 1), ("samples", 2), ("seed", 0)):
+        v = getattr(args, name)
+        if v is not None and v < lo:
+            b.error(f"argument --{name.replace('_', '-')}: must be >= {lo}; got {v}")
     return _bench(args)
 
 

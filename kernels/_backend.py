@@ -13,9 +13,21 @@ BACKENDS = ("auto", "reference", "numba", "cuda")
 
 
 @functools.lru_cache(maxsize=1)
+def numba_status() -> tuple[bool, str]:
+    """``(usable, reason)``: whether numba imports (installed is not enough: a numba built for
+    an older numpy raises ImportError at import, and ``auto`` must then fall back)."""
+    if importlib.util.find_spec("numba") is None:
+        return False, "numba is not installed"
+    try:
+        import numba
+    except Exception as exc:  # ImportError from a numpy/numba version mismatch, and the like
+        return False, f"numba is installed but does not import ({type(exc).__name__}: {exc})"
+    return True, f"numba {numba.__version__} installed"
+
+
 def has_numba() -> bool:
     """True when numba imports."""
-    return importlib.util.find_spec("numba") is not None
+    return numba_status()[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,7 +58,7 @@ def available() -> dict[str, tuple[bool, str]]:
     """Every concrete backend with ``(usable, reason)``."""
     return {
         "reference": (True, "numpy (always available)"),
-        "numba": (has_numba(), "numba installed" if has_numba() else "numba is not installed"),
+        "numba": numba_status(),
         "cuda": cuda_status(),
     }
 
@@ -64,7 +76,9 @@ def resolve(backend: str) -> str:
         if has_cuda():
             return "cuda"
         return "numba" if has_numba() else "reference"
-    ok, why = available()[backend]
+    if backend == "reference":
+        return backend                      # numpy: nothing to probe (no numba / cupy import)
+    ok, why = (numba_status() if backend == "numba" else cuda_status())
     if not ok:
         raise RuntimeError(f"backend={backend!r} is not usable here: {why}")
     return backend

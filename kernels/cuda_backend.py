@@ -33,12 +33,45 @@ def compile_options(d: int, rank: int, noise_rank: int, n_batch: int,
     return (*BASE_OPTIONS, f"-I{HERE}", *(f"-D{k}={v}" for k, v in defines.items()))
 
 
+HEADER = HERE / "philox.cuh"
+_INCLUDE = '#include "philox.cuh"'
+
+
+def source() -> str:
+    """moments.cu with philox.cuh pasted in place of its ``#include``: what NVRTC compiles.
+
+    cupy's on-disk kernel cache is keyed by the source *string* and the options, not by the
+    files an ``#include`` pulls in; with the header left as an include, an edited philox.cuh
+    would keep loading the stale cubin compiled from the old one. Inlined, any change to
+    either file changes the key.
+    """
+    text = SOURCE.read_text()
+    if text.count(_INCLUDE) != 1:
+        raise RuntimeError(f"{SOURCE.name} must contain exactly one line {_INCLUDE}")
+    return text.replace(_INCLUDE, HEADER.read_text())
+
+
 @functools.lru_cache(maxsize=64)
 def module(options: tuple[str, ...]) -> Any:
     """The compiled ``cupy.RawModule`` for these options (compiled once per process)."""
     import cupy
 
-    return cupy.RawModule(code=SOURCE.read_text(), options=options)
+    return cupy.RawModule(code=source(), options=options)
+
+
+def supports(problem: QuadraticProblem, update: str) -> bool:
+    """Whether the cuda kernels can take this problem at all (one batch size per launch).
+
+    Large ranks r (sign: the (r + 1)-column pair sums; sgd: r + 3 shared partials) or noise
+    ranks k need more static shared memory per block than a launch has
+    (:func:`kernels.launch.geometry`); ``backend="auto"`` then runs numba instead.
+    """
+    try:
+        launch.geometry(problem.d, 1, 1, problem.rank, update=update,
+                        noise_rank=problem.noise_rank)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=8)

@@ -143,10 +143,11 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
     Args:
       problem: the quadratic problem (:class:`kernels.QuadraticProblem`).
       batch_sizes: B, positive scalar or 1-D array (need not be integers or sorted).
-      n_samples: number of Monte Carlo samples, ≥ 2 (for a standard error).
+      n_samples: number of Monte Carlo samples, ≥ 2 (for a standard error) and < 2⁶³.
       update: "sign" (Adam with β1 = β2 = 0) or "sgd".
       seed: Philox seed, an integer in [0, 2⁶⁴).
-      backend: "auto" (cuda if cupy sees a GPU, else numba), "reference", "numba" or "cuda".
+      backend: "auto" (cuda if cupy sees a GPU and the kernels take the problem's ranks,
+        else numba), "reference", "numba" or "cuda".
       first_sample: index of the first sample drawn (disjoint ranges give independent
         estimates that can be pooled; the same range reproduces the same numbers).
 
@@ -167,7 +168,7 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
         raise ValueError(f"problem must be a kernels.QuadraticProblem; "
                          f"got {type(problem).__name__}")
     b = np.atleast_1d(as_batch_sizes(batch_sizes, "batch_sizes"))
-    n = _check_int(n_samples, "n_samples", 2)
+    n = _check_int(n_samples, "n_samples", 2, 2**63)     # numba takes it as int64
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}; got update={update!r}")
     seed = _check_int(seed, "seed", 0, 2**64)
@@ -175,6 +176,11 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
     if first + n > 2**64:
         raise ValueError(f"first_sample + n_samples must be <= 2**64; got {first + n}")
     name = _backend.resolve(backend)
+    if name == "cuda" and backend == "auto":
+        from kernels import cuda_backend
+
+        if not cuda_backend.supports(problem, update):    # too much shared memory: CPU instead
+            name = "numba" if _backend.has_numba() else "reference"
     k1, k2 = centring(problem, b, update)
     if name == "reference":
         from kernels import reference

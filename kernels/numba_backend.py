@@ -233,7 +233,7 @@ def _sign_sums(mu, sigma, U, W, sum_h, sb, k1s, k2s, n_samples, first_sample, k0
         zt = np.empty(4 * TILE_BLOCKS)
         for ch in range(c, nchunks, nlanes):          # this lane's chunks
             for s in range(ch * chunk, min(n_samples, (ch + 1) * chunk)):
-                sample = np.uint64(first_sample + s)
+                sample = first_sample + np.uint64(s)      # uint64 + uint64: no float
                 E[:, :] = 0.0
                 _draw_zeta(zeta, d, k, sample, k0, k1)
                 for tb in range(0, nblk, TILE_BLOCKS):
@@ -308,7 +308,7 @@ def _sgd_sums(mu, sigma, h, U, W, sb, k1s, k2s, n_samples, first_sample, k0, k1,
         zt = np.empty(4 * TILE_BLOCKS)
         for ch in range(c, nchunks, nlanes):          # this lane's chunks
             for s in range(ch * chunk, min(n_samples, (ch + 1) * chunk)):
-                sample = np.uint64(first_sample + s)
+                sample = first_sample + np.uint64(s)      # uint64 + uint64: no float
                 _draw_zeta(zeta, d, k, sample, k0, k1)
                 a = 0.0                                # μᵀn
                 cc = 0.0                               # Σ h μ n
@@ -352,7 +352,7 @@ def shifted_sums(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_
     sb = np.ascontiguousarray(1.0 / np.sqrt(batch_sizes[order]))
     k0, k1 = (np.uint64(w) for w in _spec.split_seed(seed))
     args = (sb, np.ascontiguousarray(k1s[order]), np.ascontiguousarray(k2s[order]),
-            int(n_samples), int(first_sample), k0, k1, CHUNK_SAMPLES)
+            int(n_samples), np.uint64(first_sample), k0, k1, CHUNK_SAMPLES)
     p = problem
     if update == "sign":
         parts = _sign_sums(p.mu, p.sigma, p.U, p.W, float(np.sum(p.h)), *args)

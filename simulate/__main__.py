@@ -16,12 +16,14 @@ Defaults are small (each finishes in about a minute or less on 2 CPU cores); fla
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from theory import rundir
+from theory.rundir import out_dir_arg
 
 
 def _floats(s: str) -> list[float]:
@@ -33,6 +35,9 @@ def _floats(s: str) -> list[float]:
 
 def _ints(s: str) -> list[int]:
     return [int(v) for v in _floats(s)]
+
+
+_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
 
 
 def _cfg(args) -> dict:
@@ -73,6 +78,78 @@ def _problem(args, defaults: dict[str, dict] | None = None) -> object:
         raise ValueError(f"--problem-kw {kw} does not fit preset {args.problem!r}: {exc}") from exc
 
 
+#: the kernel backends --backend accepts (kernels._backend.BACKENDS; not imported: numba is slow)
+BACKENDS = ("auto", "reference", "numba", "cuda")
+
+
+def _check_args(args) -> str | None:
+    """Flag-level checks before any run folder is made or any compute starts: the first
+    problem as ``"--flag ...: fix"``, or None. The library re-checks what it receives."""
+
+    def finite(v: float) -> bool:
+        return bool(np.isfinite(v))
+
+    checks: list[tuple[bool, str]] = [
+        (args.seed >= 0, f"--seed must be a non-negative integer; got {args.seed}"),
+        (args.d is None or args.d >= 2, f"--d must be an integer >= 2; got {args.d}"),
+    ]
+    # surge / assumptions fit a peak (>= 3 batch sizes); train's heatmap needs >= 2 lrs and
+    # momentum's best lr needs neighbours (>= 3)
+    n_lr_lo = {"train": 2, "momentum": 3}.get(args.command, 1)
+    for name, lo in (("n_samples", 2), ("n_samples_finite", 2), ("n_batch", 3), ("n_lr", n_lr_lo),
+                     ("seeds", 1), ("max_steps", 1), ("n_batch_sizes", 1), ("loop_subset", 1)):
+        v = getattr(args, name, None)
+        if v is not None:
+            checks.append((v >= lo, f"--{name.replace('_', '-')} must be >= {lo}; got {v}"))
+    for name in ("b_min", "b_max"):       # the grid is rounded to integer batch sizes
+        v = getattr(args, name, None)
+        if v is not None:
+            checks.append((finite(v) and v >= 1,
+                           f"--{name.replace('_', '-')} must be a batch size >= 1; got {v}"))
+    for name in ("lr_min", "lr_max"):
+        v = getattr(args, name, None)
+        if v is not None:
+            checks.append((finite(v) and v > 0,
+                           f"--{name.replace('_', '-')} must be a positive number; got {v}"))
+    if getattr(args, "b_min", None) is not None:
+        checks.append((args.b_min <= args.b_max,
+                       f"--b-min ({args.b_min:g}) must not exceed --b-max ({args.b_max:g})"))
+    if getattr(args, "lr_min", None) is not None:
+        ok = args.lr_min < args.lr_max or (args.lr_min == args.lr_max and args.n_lr == 1)
+        checks.append((ok, f"--lr-min ({args.lr_min:g}) must be below --lr-max "
+                           f"({args.lr_max:g})"))
+    batch = getattr(args, "batch", None)
+    if batch is not None:
+        checks.append((len(batch) >= 2, f"--batch needs at least two batch sizes, e.g. "
+                                         f"8,32,128; got {batch}"))
+        checks.append((all(finite(b) and b > 0 for b in batch),
+                       f"--batch sizes must be positive numbers; got {batch}"))
+        checks.append((all(a < b for a, b in itertools.pairwise(batch)),
+                       f"--batch sizes must be strictly ascending, without repeats; got {batch}"))
+    if args.command == "assumptions":
+        checks.append((len(args.rhos) + len(args.n_examples) > 0,
+                       "--rhos and --n-examples are both empty: give at least one case"))
+        checks.append((all(0 <= r < 1 for r in args.rhos),
+                       f"--rhos must lie in [0, 1); got {args.rhos}"))
+        checks.append((all(n >= 3 for n in args.n_examples),
+                       f"--n-examples must be integers >= 3 (batch sizes 1 … N); "
+                       f"got {args.n_examples}"))
+    if args.command == "momentum":
+        betas = args.betas
+        checks.append((len(betas) > 0 and len(betas) % 2 == 0,
+                       f"--betas must be a flat list of (beta1, beta2) pairs, e.g. "
+                       f"0,0,0.9,0.999; got {betas}"))
+        checks.append((all(0 <= b < 1 for b in betas), f"--betas must lie in [0, 1); got {betas}"))
+        checks.append((0 < args.target < 1,
+                       f"--target must be a fraction of L0 in (0, 1); got {args.target}"))
+    if getattr(args, "backend", None) == "cuda":
+        from kernels import _backend
+
+        ok, why = _backend.cuda_status()
+        checks.append((ok, f"--backend cuda is not usable here: {why}; use --backend auto"))
+    return next((msg for ok, msg in checks if not ok), None)
+
+
 #: train: dense H with condition number 100 needs many steps to each target at every batch size
 TRAIN_PRESET_KW = {"dense": {"cond": 100.0, "signal": 4.0}}
 
@@ -86,6 +163,10 @@ def cmd_surge(args) -> Path:
     if prob.examples is not None:
         b_max = min(b_max, prob.examples.shape[0])
     b = default_batch_sizes(args.b_min, b_max, args.n_batch)
+    if b.size < 3:
+        raise ValueError(f"--b-min {args.b_min:g} … --b-max {b_max:g} with --n-batch "
+                         f"{args.n_batch} gives {b.size} distinct batch size(s); the peak needs "
+                         f">= 3: widen --b-min … --b-max")
     cfg = {**_cfg(args), "batch_sizes": b, "problem_notes": prob.notes}
     out = rundir.start_run("simulate", "surge", cfg, args.out)
     rows, summary = run_surge(prob, b, args.n_samples, args.seed, args.backend)
@@ -222,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="preset keyword arguments, e.g. 'cond=100,signal=4'")
         s.add_argument("--d", type=int, default=d, help="dimension (preset default if unset)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--out", default=None, help="run folder (default runs/simulate/<cmd>/<UTC>)")
+        s.add_argument("--out", type=_out_dir, default=None,
+                       help="run folder (default runs/simulate/<cmd>/<UTC>)")
 
     s = sub.add_parser("surge", help="one-step MC vs Theorems 2-4 and the SGD law")
     common(s)
@@ -230,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--b-min", type=float, default=1.0)
     s.add_argument("--b-max", type=float, default=8192.0)
     s.add_argument("--n-batch", type=int, default=25)
-    s.add_argument("--backend", default="auto", help="kernel backend: auto, numba, reference, cuda")
+    s.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="kernel backend: auto, numba, reference, cuda")
     s.set_defaults(func=cmd_surge)
 
     s = sub.add_parser("assumptions", help="correlated noise / finite datasets vs Theorem 2")
@@ -241,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-samples-finite", type=int, default=1000)
     s.add_argument("--b-max", type=float, default=8192.0)
     s.add_argument("--n-batch", type=int, default=22)
-    s.add_argument("--backend", default="auto")
+    s.add_argument("--backend", default="auto", choices=BACKENDS)
     s.set_defaults(func=cmd_assumptions)
 
     s = sub.add_parser("train", help="multi-step grid; S-E fits; heatmap (resumable)")
@@ -293,11 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse ``argv``, run the command, print the run folder."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    problem = _check_args(args)
+    if problem is not None:
+        print(f"{parser.prog} {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         out = args.func(args)
     except ValueError as exc:
-        print(f"simulate {args.command}: {exc}", file=sys.stderr)
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     print(out)
     return 0

@@ -200,3 +200,87 @@ def test_emulated_cuda_splits_many_batch_sizes(emulator):
     ref = kernels.update_moments(p, B, 3, seed=5, backend="numba")
     assert np.allclose(m1, ref.m1, rtol=0, atol=kernel_rounding_tol(np.abs(p.mu).sum(), 20))
     assert np.allclose(m2, ref.m2, rtol=0, atol=kernel_rounding_tol(np.abs(p.h).sum(), 20))
+
+
+@pytest.mark.parametrize(("d", "r", "k", "nb", "n", "update"), [
+    (65, 0, 3, 1, 1, "sign"),     # d = 64-thread block + 1, one sample, rank 0 with ζ
+    (1025, 33, 0, 8, 2, "sign"),  # d = 1024-coordinate tile + 1; 272 pairs: 2 a thread, partial
+    (40, 31, 1, 2, 3, "sign"),    # 64 pairs: exactly the 64-thread block, with ζ
+    (40, 32, 0, 2, 3, "sign"),    # 66 pairs: a 96-thread block, the last warp mostly idle
+    (5, 31, 0, 64, 2, "sign"),    # 2048 pairs overflow shared memory: two launches of 32
+    (7, 1, 2, 300, 1, "sgd"),     # 300 batch sizes > 256 threads: two sgd launches, n = 1
+], ids=lambda v: str(v))
+def test_emulated_edge_shapes_equal_numba_sums(emulator, d, r, k, nb, n, update):
+    """The raw shifted sums (n = 1 allowed here) equal numba's on shapes at the edges of the
+    launch geometry: one past a block or a tile, pair counts at and just past a warp multiple,
+    several pairs a thread, batch-size grids split across launches."""
+    from kernels import numba_backend
+
+    p = _problem(d, r, k, seed=d + r)
+    B = np.geomspace(1.0, 3000.0, nb)[::-1].copy()
+    k1, k2 = centring(p, B, update)
+    got = cuda_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=5,
+                                    launcher=emulator)
+    want = numba_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=5)
+    v = np.ones(d) if update == "sign" else (
+        np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)))
+    s1 = float(np.abs(p.mu) @ v)
+    s2 = float(np.abs(p.h) @ v**2 + 4.0 * np.sum((np.abs(p.U).T @ v) ** 2))
+    tol = kernel_rounding_tol(max(s1, s2, 1.0), d + k + n)
+    # Σd and Σd² of values up to ~2 s: a per-sample rounding error e moves Σd² by ~4 s e
+    scale = np.array([1.0, 1.0, 4.0 * s1, 4.0 * s2, 2.0 * (s1 + s2)]) * n
+    assert np.all(np.abs(got - want) <= tol * np.maximum(scale, 1.0)[None, :])
+
+
+TSAN_MAIN = r"""
+#include <cstdio>
+#include <vector>
+extern "C" void emu_sign(unsigned, const double*, const double*, const double*, const double*,
+                         const double*, const double*, const double*, double, unsigned long long,
+                         unsigned long long, unsigned, unsigned, double*);
+extern "C" void emu_sgd(unsigned, const double*, const double*, const double*, const double*,
+                        const double*, const double*, const double*, const double*, const double*,
+                        double, double, unsigned long long, unsigned long long, unsigned,
+                        unsigned, double*);
+int main() {
+    const int d = SURGE_D, r = SURGE_R > 0 ? SURGE_R : 1, k = SURGE_K > 0 ? SURGE_K : 1;
+    const int nb = SURGE_NB, grid = 3;
+    std::vector<double> mu(d), sigma(d, 1.0), h(d, 1.0), U(d * r, 0.1), W(d * k, 0.2), sb(nb),
+        k1(nb, 0.0), k2(nb, 0.0), umu(r, 0.0), out(grid * nb * 5);
+    for (int i = 0; i < d; ++i) mu[i] = 0.1 * ((i % 7) - 3);
+    for (int b = 0; b < nb; ++b) sb[b] = 1.0 / (1.0 + b);
+    emu_sign(grid, mu.data(), sigma.data(), U.data(), W.data(), sb.data(), k1.data(), k2.data(),
+             1.0, 7, 0, 1, 2, out.data());
+    emu_sgd(grid, mu.data(), sigma.data(), h.data(), U.data(), W.data(), sb.data(), k1.data(),
+            k2.data(), umu.data(), 1.0, 1.0, 7, 0, 1, 2, out.data());
+    std::printf("ok %d\n", (int)out.size());
+}
+"""
+
+
+def test_emulated_kernels_have_no_shared_memory_races(emulator):
+    """ThreadSanitizer over the host emulation: a write to a __shared__ array that is not
+    separated by a __syncthreads from another thread's access is reported as a data race (a
+    removed barrier is caught). Two tiles of a 64-thread block, ζ, 3 blocks striding 7 samples;
+    the sgd kernel runs at the same block size (its warp-shuffle reduction over 2 warps)."""
+    from kernels import launch
+
+    d, r, k, nb = 300, 3, 2, 4
+    geom = launch.geometry(d, 7, nb, r, noise_rank=k)
+    assert d > geom.tile and geom.block == 64
+    work = emulator.workdir
+    (work / "tsan_main.cpp").write_text(TSAN_MAIN)
+    flags = [o for o in cuda_backend.compile_options(d, r, k, nb, geom) if o.startswith("-D")]
+    exe = work / "tsan_emu"
+    res = subprocess.run([emulator.cxx, "-std=c++20", "-O1", "-g", "-pthread",
+                          "-fsanitize=thread", "-ffp-contract=off", f"-I{cuda_backend.HERE}",
+                          f"-I{work}", *flags, "-o", str(exe), str(work / "driver.cpp"),
+                          str(work / "tsan_main.cpp")], capture_output=True, text=True,
+                         timeout=300)
+    if res.returncode != 0:
+        pytest.skip(f"no ThreadSanitizer build here: {res.stderr[:200]}")
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    if "FATAL: ThreadSanitizer" in run.stderr:
+        pytest.skip(f"ThreadSanitizer cannot run here: {run.stderr[:200]}")
+    assert "ThreadSanitizer" not in run.stderr, run.stderr[:4000]
+    assert run.returncode == 0 and run.stdout.startswith("ok")

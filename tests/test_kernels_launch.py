@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
+import numpy as np
 import pytest
 
 from kernels.launch import SHARED_LIMIT, WARP, geometry
@@ -89,3 +91,56 @@ def test_bad_sizes_name_themselves(kwargs, name):
     with pytest.raises(ValueError, match=name):
         geometry(args.pop("d"), args.pop("n_samples"), args.pop("n_batch"), args.pop("rank"),
                  **args)
+
+
+#: C parameter type in moments.cu -> what launch_args must pass (cupy sends a numpy scalar as
+#: its own dtype, a Python int as 8 bytes whatever the parameter is)
+_C_SCALARS = {"double": np.float64, "unsigned long long": np.uint64, "unsigned int": np.uint32}
+
+
+def _kernel_params(name: str) -> list[str]:
+    """The parameter types of ``name`` as declared in moments.cu ("ptr" for a pointer)."""
+    from kernels.cuda_backend import SOURCE
+
+    m = re.search(rf"\b{name}\s*\(([^)]*)\)", SOURCE.read_text())
+    assert m, name
+    out = []
+    for param in m.group(1).split(","):
+        decl = " ".join(param.replace("__restrict__", " ").split())
+        out.append("ptr" if "*" in decl else decl.rsplit(" ", 1)[0])
+    return out
+
+
+@pytest.mark.parametrize("update", ["sign", "sgd"])
+@pytest.mark.parametrize(("r", "k"), [(0, 0), (3, 2)])
+def test_launch_args_match_the_kernel_signature(update, r, k):
+    """Every argument has the exact type of its moments.cu parameter, in order: device arrays
+    (float64, C-contiguous, non-empty) for pointers, numpy scalars of the declared width for
+    scalars — a Python int or a wrong width would shift every later parameter on the GPU."""
+    from kernels.cuda_backend import kernel_name, launch_args
+    from kernels.problem import QuadraticProblem
+
+    d, nb = 5, 3
+    rng = np.random.default_rng(0)
+    p = QuadraticProblem(rng.normal(size=d), np.ones(d), np.ones(d),
+                         rng.normal(size=(d, r)) if r else None,
+                         rng.normal(size=(d, k)) if k else None)
+    B = np.array([1.0, 2.0, 8.0])
+    out = np.zeros((4, nb, 5))
+    args = launch_args(p, B, 100, update, 2**40 + 7, np.ones(nb), np.ones(nb), 2**33, out,
+                       np.ascontiguousarray)
+    params = _kernel_params(kernel_name(update))
+    assert len(args) == len(params)
+    for a, c in zip(args, params, strict=True):
+        if c == "ptr":
+            assert isinstance(a, np.ndarray) and a.dtype == np.float64 and a.size > 0
+            assert a.flags.c_contiguous
+        else:
+            assert type(a) is _C_SCALARS[c], (c, a)
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    sizes = {"mu": d, "sigma": d, "h": d, "U": max(d * r, 1), "W": max(d * k, 1), "sb": nb,
+             "k1s": nb, "k2s": nb, "umu": max(r, 1), "out": out.size}
+    names = ["mu", "sigma", *(["h"] if update == "sgd" else []), "U", "W", "sb", "k1s", "k2s",
+             *(["umu"] if update == "sgd" else []), "out"]
+    assert [a.size for a in arrays] == [sizes[n] for n in names]
+    assert np.array_equal(arrays[names.index("sb")], 1.0 / np.sqrt(B))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -206,6 +209,7 @@ def test_ratio_se_is_calibrated():
     ({"n_samples": 0}, "n_samples"),
     ({"n_samples": 1}, "n_samples"),
     ({"n_samples": 2.5}, "n_samples"),
+    ({"n_samples": 2**64}, "n_samples"),      # was numpy's "Maximum allowed dimension exceeded"
     ({"update": "adam"}, "update"),
     ({"backend": "opencl"}, "backend"),
     ({"seed": -1}, "seed"),
@@ -297,3 +301,67 @@ def test_numba_memory_does_not_grow_with_samples_times_d():
     kernels.update_moments(p, B, 3_200, seed=0, backend="numba")
     rise = bench._peak_rss_delta(before)
     assert rise is not None and rise < 8 * 3_200 * 20_000 / 20
+
+
+def test_numba_sample_indices_beyond_2_63():
+    """first_sample ≥ 2⁶³ (allowed: first_sample + n_samples ≤ 2⁶⁴) draws the reference's
+    samples. The numba kernels used to take first_sample as a Python int: after any call with a
+    small one (an int64 specialisation) a larger one raised OverflowError."""
+    p = kernels.QuadraticProblem([0.3, -0.2, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0],
+                                 U=[[1.0], [0.5], [0.2]], W=[0.3, 0.0, -0.4])
+    B = np.array([1.0, 10.0])
+    s1, s2 = _rounding_scales(p, B, "sgd")
+    for update in ("sign", "sgd"):
+        kernels.update_moments(p, B, 8, update=update, seed=3, backend="numba")  # small first
+        for first in (2**63 - 3, 2**63 + 5, 2**64 - 8):
+            a = kernels.update_moments(p, B, 8, update=update, seed=3, backend="reference",
+                                       first_sample=first)
+            b = kernels.update_moments(p, B, 8, update=update, seed=3, backend="numba",
+                                       first_sample=first)
+            assert np.allclose(a.m1, b.m1, rtol=0, atol=kernel_rounding_tol(s1, 20))
+            assert np.allclose(a.m2, b.m2, rtol=0, atol=kernel_rounding_tol(s2, 20))
+
+
+@pytest.mark.parametrize(("update", "rank"), [("sign", 2100), ("sgd", 700)])
+def test_auto_falls_back_to_cpu_when_the_kernels_cannot_take_the_problem(monkeypatch, update,
+                                                                         rank):
+    """backend="auto" on a GPU machine must not fail on a valid problem: ranks whose shared
+    memory no cuda launch can hold (kernels.launch.geometry raises) run on numba instead."""
+    from kernels import _backend, cuda_backend
+
+    monkeypatch.setattr(_backend, "has_cuda", lambda: True)      # pretend cupy sees a GPU
+    rng = np.random.default_rng(0)
+    p = kernels.QuadraticProblem([0.5, -0.2, 0.1], np.ones(3), np.ones(3),
+                                 U=rng.normal(size=(3, rank)) * 0.01)
+    m = kernels.update_moments(p, [1.0, 4.0], 16, update=update, seed=0)
+    assert m.backend == "numba"
+    assert not cuda_backend.supports(p, update)
+    small = kernels.QuadraticProblem([0.5, -0.2, 0.1], np.ones(3), np.ones(3), U=np.ones((3, 8)))
+    assert cuda_backend.supports(small, update)
+
+
+def test_auto_survives_a_numba_that_does_not_import(tmp_path):
+    """A numba that is installed but raises on import (built for another numpy: "Numba needs
+    NumPy ..."): backend="auto" runs the reference instead of failing, and asking for numba
+    says why it cannot."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "numba"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise ImportError("Numba needs NumPy 1.0 or less")\n')
+    code = ("import kernels\n"
+            "p = kernels.QuadraticProblem([1.0, -0.5], [1.0, 1.0], [1.0, 1.0])\n"
+            "print(kernels.update_moments(p, [1.0, 4.0], 8, seed=0).backend)\n"
+            "try:\n"
+            "    kernels.update_moments(p, [1.0], 8, seed=0, backend='numba')\n"
+            "except RuntimeError as e:\n"
+            "    print(e)\n")
+    root = str(Path(kernels.__file__).resolve().parent.parent)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=root,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])})
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "reference"
+    assert "numba" in lines[1] and "Numba needs NumPy" in lines[1]

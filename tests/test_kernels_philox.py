@@ -103,6 +103,17 @@ def test_every_cu_file_compiles_for_sm90(nvcc, path, tmp_path):
         assert res.returncode == 0, res.stderr
 
 
+def test_runtime_source_inlines_the_header():
+    """cupy keys its on-disk kernel cache by the source string and options only, not by the
+    files an #include reads: the code handed to RawModule must carry philox.cuh itself, or an
+    edited header would keep running the stale cached cubin."""
+    src = cuda_backend.source()
+    assert '#include "philox.cuh"' not in src
+    assert (KERNELS / "philox.cuh").read_text() in src
+    body = (KERNELS / "moments.cu").read_text().split('#include "philox.cuh"')[1]
+    assert src.endswith(body)
+
+
 def _find_nvrtc() -> str | None:
     """libnvrtc: $SURGELAB_NVRTC, the nvidia-cuda-nvrtc wheel, or the loader's search path."""
     if os.environ.get("SURGELAB_NVRTC"):
@@ -131,7 +142,7 @@ def test_moments_cu_compiles_with_nvrtc(shape, update):
     geom = launch.geometry(d, 1000, nb_, r, noise_rank=k, update=update)
     opts = [*cuda_backend.compile_options(d, r, k, nb_, geom), "-arch=compute_90"]
     prog = ctypes.c_void_p()
-    assert lib.nvrtcCreateProgram(ctypes.byref(prog), cuda_backend.SOURCE.read_bytes(),
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), cuda_backend.source().encode(),
                                   b"moments.cu", 0, None, None) == 0
     arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
     rc = lib.nvrtcCompileProgram(prog, len(opts), arr)

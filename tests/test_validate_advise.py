@@ -152,3 +152,26 @@ def test_python_dash_m_entry_point():
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["lr_adam"] == pytest.approx(
         float(sign_law.surge_lr(400.0, 1e-3, 100.0)))
+
+
+def test_from_points_table_uses_the_sweeps_best_lr_definition(tmp_path):
+    """A folder with only points.csv advises the sweep's own best lrs (validate.fits): an lr
+    where 1 of 4 seeds reached the target, with a large reduction, does not win, and the
+    primary target is the lowest one with a valid B_noise fit, not merely the lowest."""
+    from theory.rundir import write_table
+
+    rows = []
+    for t, s_of in ((2.0, {8: 100, 64: 30}), (1.0, {8: 100, 64: 100})):  # 1.0: no B_noise
+        for b, steps in s_of.items():
+            for seed in range(4):
+                rows.append(dict(batch_size=b, lr=1e-3, seed=seed, target=t, reached=True,
+                                 steps=steps, loss_reduction=0.1, further_diverged=False))
+                ok = seed == 0 or t == 1.0  # at 1.0 every seed reaches: 5e-3 would win there
+                rows.append(dict(batch_size=b, lr=5e-3, seed=seed, target=t, reached=ok,
+                                 steps=steps if ok else None,
+                                 loss_reduction=1.0 if ok else None, further_diverged=False))
+    run = tmp_path / "sweep"
+    run.mkdir()
+    write_table(run / "points.csv", rows)
+    (b, e), params, _ = points_from_run(run)
+    assert b.tolist() == [8.0, 64.0] and e.tolist() == [1e-3, 1e-3] and params == {}

@@ -362,3 +362,28 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path, capsys):
     assert "batch sizes must be positive" in capsys.readouterr().err
     assert estimate_cli.main(["--workload", "no-such-workload"]) == 2
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_full_trace_h_sigma_uses_all_noise_samples(monkeypatch):
+    """The full tr(HΣ) averages uᵀHu over ALL ``noise_samples`` per-example gradients, also
+    when a model with few parameters and wide inputs makes group_grads yield them in several
+    chunks (only the first chunk was used before)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 64, generator=g)
+    yv = (x[:, :2] @ torch.ones(2, 2)).argmax(1)
+    data = Data(x[:200], yv[:200], x[200:], yv[200:])
+    wl = Workload("wide", lambda: torch.nn.Linear(64, 2), lambda *_: data, LOSS, 5, (1.0,),
+                  eval_every=5, max_steps=10)
+    seen = []
+    real = E.hessian_stats
+
+    def spy(*a, **kw):
+        seen.append(int(kw["noise"].shape[0]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(E, "hessian_stats", spy)
+    cfg = E.EstimateConfig(n_examples=64, n_eval=50, probes=2, batch_sizes=(2,), measure=False,
+                           noise_samples=32)
+    torch.manual_seed(0)
+    E.estimate_at_checkpoint(wl.make_model(), wl, data, cfg)
+    assert seen == [32]

@@ -275,3 +275,29 @@ def test_b_noise_zero_to_rounding_is_recorded_not_used():
     fit, _ = fits.fit_target(rows, 1.0, n_boot=0)
     assert math.isnan(fit["b_noise"]) and math.isnan(fit["eps_max_adam"])
     assert "zero to rounding" in fit["reason"]
+
+
+def test_no_leave_one_out_ranking_without_a_valid_fit():
+    """Steps that do not fall with batch size (full fit B_noise < 0) give NaN leave-one-out
+    errors and no law ranking, even when one fold of a subset happens to slope the right way
+    (here dropping B = 16 leaves a positive refit)."""
+    B = np.array([4.0, 8, 16, 32, 64])
+    S = np.array([53.61858395, 104.21917832, 9.77804348, 80.34890965, 28.76787286])
+    best = surge_lr(B, 1e-3, 16.0)
+    s = fits.summarise(law_table(B, best, S), n_boot=0)
+    assert math.isnan(s["b_noise"]) and "not positive" in s["reason"]
+    assert s["loo_folds"] == 0 and all(math.isnan(s[f"loo_err_{law}"]) for law in fits.LAWS)
+    assert s["law_ranking"] == []
+
+
+def test_best_lr_at_the_edge_of_the_grid_is_flagged():
+    """A best lr that is the smallest or largest lr tried at its batch size is censored (the
+    optimum may lie off the grid): its best row says ``at_edge`` and the fit counts it."""
+    S = 100.0 * (1 + 40.0 / B_GRID)
+    best = surge_lr(B_GRID, 1e-3, 40.0)
+    best[0] = 1e-6  # = extra_lrs[0], the smallest lr of the grid
+    fit, rows = fits.fit_target(law_table(B_GRID, best, S), 1.0, n_boot=0)
+    assert [r["at_edge"] for r in rows] == [True] + [False] * (B_GRID.size - 1)
+    assert fit["n_best_at_edge"] == 1
+    inside = fits.summarise(law_table(B_GRID, surge_lr(B_GRID, 1e-3, 40.0), S), n_boot=0)
+    assert inside["n_best_at_edge"] == 0

@@ -369,6 +369,7 @@ def test_cli_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     from validate import data as vdata
 
     monkeypatch.setattr(vdata, "CHECKOUT_DATA", tmp_path / "no-checkout-data")
+    (tmp_path / "empty").mkdir()  # a --data-dir that does not exist is a usage error of its own
     rc = main(
         [
             "run",

@@ -9,6 +9,20 @@ import time
 from pathlib import Path
 
 from theory import rundir
+from theory.rundir import out_dir_arg
+
+_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
+
+
+def _seed(s: str) -> int:
+    """argparse type of ``--seed``: a non-negative integer."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {v}")
+    return v
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,13 +33,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="re-derive every result and check it numerically")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random check points")
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the random check points")
     c.add_argument("--only", nargs="+", metavar="NAME", help="check only these derivations")
     c.add_argument(
-        "--out", default=None, help="write a run folder here (config, meta, table, summary.json)"
+        "--out",
+        type=_out_dir,
+        default=None,
+        help="write a run folder here (config, meta, table, summary.json)",
     )
     t = sub.add_parser("tex", help="write derivations.md (Markdown with LaTeX)")
-    t.add_argument("--out", required=True, help="folder to write derivations.md into")
+    t.add_argument(
+        "--out", type=_out_dir, required=True, help="folder to write derivations.md into"
+    )
     return p
 
 
@@ -36,7 +55,8 @@ def _check(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in derive.REGISTRY]
     if unknown:
         print(
-            f"unknown derivation(s): {', '.join(unknown)}; choose from "
+            f"python -m theory check: error: argument --only: unknown derivation(s) "
+            f"{', '.join(unknown)}; choose from "
             f"{', '.join(derive.REGISTRY)}",
             file=sys.stderr,
         )

@@ -25,6 +25,21 @@ from pathlib import Path
 from typing import Any
 
 
+def out_dir_arg(s: str) -> str:
+    """argparse type of every ``--out``: a folder (new or existing), not a file or under one."""
+    import argparse
+
+    p = Path(s)
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"{str(q)!r} is an existing file, not a folder; give a folder path"
+                )
+            break
+    return s
+
+
 def utc_stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 

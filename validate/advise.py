@@ -288,7 +288,7 @@ def points_from_run(run_dir: str | Path) -> tuple[Any, dict[str, float], str]:
     """Points or parameters from a result folder.
 
     Sweep folders: ``summary.json``'s ``best_lr`` list, else ``best_lr.csv`` (rows of the
-    primary target), else ``points.csv`` (best mean ``loss_reduction`` per batch size).
+    primary target), else ``points.csv`` (its best lrs recomputed by :mod:`validate.fits`).
     Estimate folders (``surgelab validate estimate``): the last checkpoint's Theorem 3
     (``b_noise_thm3``, ``eps_max_thm3``) and SGD (``b_noise_sgd_full``/``b_noise_sgd``,
     ``eps_max_sgd*``) parameters. Returns ``(points or None, params, description)``.
@@ -299,6 +299,8 @@ def points_from_run(run_dir: str | Path) -> tuple[Any, dict[str, float], str]:
     summary: dict[str, Any] = {}
     if (d / "summary.json").is_file():
         summary = json.loads((d / "summary.json").read_text())
+        if not isinstance(summary, dict):
+            raise ValueError(f"{d}/summary.json is not a JSON object (a run's summary)")
     best = summary.get("best_lr")
     if isinstance(best, list) and best:
         b = np.array([float(r["batch_size"]) for r in best])
@@ -346,28 +348,19 @@ def _best_csv(path: Path, primary: Any) -> tuple[NDArray, NDArray, Any]:
 
 
 def _from_points_table(path: Path) -> tuple[NDArray, NDArray]:
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    need = {"batch_size", "lr", "loss_reduction"}
+    """Best lrs from a sweep's points table, by the sweep's own analysis
+    (:func:`validate.fits.summarise`: the paper's best lr, usable-seed fraction, primary
+    target), so a folder advises the same points whichever of its files is read."""
+    from theory.rundir import read_table
+    from validate.fits import summarise
+
+    rows = read_table(path)
+    need = {"batch_size", "lr", "seed", "target", "loss_reduction"}
     if not rows or not need <= set(rows[0]):
         raise ValueError(f"{path} must have columns {sorted(need)} and >= 1 row")
-    if "target" in rows[0]:
-        low = min(float(r["target"]) for r in rows)
-        rows = [r for r in rows if float(r["target"]) == low]
-    acc: dict[tuple[float, float], list[float]] = {}
-    for r in rows:
-        v = r.get("loss_reduction")
-        bad = str(r.get("diverged", "False")) == "True" or str(r.get("reached", "True")) == "False"
-        if v in ("", None) or bad:
-            continue
-        acc.setdefault((float(r["batch_size"]), float(r["lr"])), []).append(float(v))
-    best: dict[float, tuple[float, float]] = {}
-    for (b, lr), vs in acc.items():
-        m = float(np.mean(vs))
-        if b not in best or m > best[b][1]:
-            best[b] = (lr, m)
-    bs = sorted(best)
-    return np.array(bs), np.array([best[b][0] for b in bs])
+    best = summarise(rows, n_boot=0)["best_lr"]
+    return (np.array([float(r["batch_size"]) for r in best]),
+            np.array([float(r["lr"]) for r in best]))
 
 
 def format_advice(a: Advice) -> str:
@@ -421,10 +414,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as e:
         return int(e.code or 0)
+    # flag-level checks, each message naming its flag (advise() re-checks what it is given)
+    extra = {"--eps-max": args.eps_max, "--b-noise-sgd": args.b_noise_sgd,
+             "--eps-max-sgd": args.eps_max_sgd}
+    given = [f for f, v in extra.items() if v is not None]
+    numbers = {"--batch-size": args.batch_size, "--b-noise": args.b_noise, **extra}
+    checks = [(v is not None and not (math.isfinite(v) and v > 0),
+               f"argument {f}: must be a positive finite number; got {v}")
+              for f, v in numbers.items()]
+    checks += [
+        (args.b_noise is None and bool(given),
+         f"{', '.join(given)} only go(es) with --b-noise; with --from / --points the "
+         f"parameters are fitted: drop {', '.join(given)}"),
+        (args.n_boot < 0, f"argument --n-boot: must be >= 0 (0: no interval); got {args.n_boot}"),
+        (not 0 < args.ci < 1, f"argument --ci: must lie in (0, 1), e.g. 0.9; got {args.ci}"),
+        (args.seed < 0, f"argument --seed: must be a non-negative integer; got {args.seed}"),
+    ]
+    problem = next((msg for failed, msg in checks if failed), None)
+    if problem is not None:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         kw: dict[str, Any] = {"n_boot": args.n_boot, "ci": args.ci, "seed": args.seed}
         if args.run_dir is not None:
-            pts, params, source = points_from_run(args.run_dir)
+            try:
+                pts, params, source = points_from_run(args.run_dir)
+            except ValueError as e:  # name the folder if the message does not
+                if str(args.run_dir) in str(e):
+                    raise
+                raise ValueError(f"--from {args.run_dir}: {e}") from e
+            except (KeyError, TypeError) as e:  # a malformed or foreign summary / table
+                raise ValueError(f"--from {args.run_dir}: not a sweep or estimate result this "
+                                 f"version can read ({type(e).__name__}: {e})") from e
             if pts is None and (params.get("b_noise") is None or params.get("eps_max") is None):
                 raise ValueError(f"{source}: Theorem 3 has no finite B_noise there (S_off <= 0); "
                                  f"nothing to advise from")

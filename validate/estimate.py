@@ -830,7 +830,9 @@ def estimate_at_checkpoint(model: torch.nn.Module, workload: Any, data: Any,
     # centred per-example gradients for the full tr(HΣ); √(n/(n−1)) undoes the centring bias
     # per-example uᵀHu is heavy-tailed (a few examples dominate), so use more samples than probes
     m = min(max(cfg.noise_samples, 2), n_ex)
-    noise = (next(group_grads(model, loss, xs[:m, None], ys[:m, None], 10 * m * d))
+    # all m rows: group_grads may split them into several chunks (small d, large inputs)
+    noise = (torch.cat(list(group_grads(model, loss, xs[:m, None], ys[:m, None],
+                                        max(cfg.chunk_floats, 10 * m * d))))
              - stats.mu) * math.sqrt(n_ex / (n_ex - 1))
     n_vec = cfg.probes + 3 + len(cfg.batch_sizes) + m
     vec_chunk = max(1, min(n_vec, cfg.chunk_floats // d))

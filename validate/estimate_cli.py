@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from validate.data import DOWNLOAD_HELP, allow_download
+from validate.sweep_cli import _device_name, ascending, data_dir, out_dir
 
 #: smoke defaults: fmnist-cnn smoke in ~2–3 min on 2 CPU cores, synthetic-mlp in seconds
 DEFAULTS = {
@@ -63,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``estimate`` subcommand's options."""
     p.add_argument("--workload", default="synthetic-mlp", help="registered workload name")
     p.add_argument("--size", default="smoke", choices=("smoke", "paper"), help="workload size")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default: resolved)")
+    p.add_argument("--data-dir", type=lambda s: str(data_dir(s)), default=None,
+                   help="dataset folder (default: resolved)")
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--checkpoints", type=_ints, default=_ints(DEFAULTS["checkpoints"]),
                    help="Adam training steps at which to estimate (comma list)")
@@ -94,7 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--seed", type=int, default=0, help="all randomness")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, …)")
-    p.add_argument("--out", default=None, help="run folder (default runs/validate/estimate/<UTC>)")
+    p.add_argument("--out", type=lambda s: str(out_dir(s)), default=None,
+                   help="run folder (default runs/validate/estimate/<UTC>)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; 1 is fastest on a shared machine)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -169,11 +172,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.download:
         allow_download()
-    if args.train_lr <= 0 or args.train_batch_size < 1:
+    if not (math.isfinite(args.train_lr) and args.train_lr > 0) or args.train_batch_size < 1:
         raise ValueError(f"--train-lr must be > 0 and --train-batch-size >= 1; got "
                          f"{args.train_lr}, {args.train_batch_size}")
     if any(c < 0 for c in args.checkpoints):
         raise ValueError(f"--checkpoints must be non-negative steps; got {args.checkpoints}")
+    ascending("--checkpoints", args.checkpoints)
+    if not all(math.isfinite(x) and x > 0 for x in args.at_losses):
+        raise ValueError(f"--at-losses must be positive loss levels; got {list(args.at_losses)}")
+    ascending("--batch-sizes", args.batch_sizes)
+    for flag, grid in (("--lrs", args.lrs), ("--lrs-sgd", args.lrs_sgd)):
+        if grid is not None:
+            ascending(flag, grid)
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer; got {args.seed}")
+    _device_name(args.device)  # a clear error for an unknown device or a missing CUDA GPU
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1; got {args.threads}")

@@ -21,7 +21,9 @@ fields of :func:`validate.engine.train_group`). Per target loss:
    leave-one-batch-size-out predictions: for each batch size, B_noise is REFIT from the other
    batch sizes' (S, E) points and ε_max from their best lrs, and that batch size's best lr is
    predicted (the held-out batch size contributes nothing to its own prediction; folds whose
-   refit B_noise is not positive are skipped and counted in ``loo_folds``).
+   refit B_noise is not positive are skipped and counted in ``loo_folds``). Only computed
+   when the full fit is valid: when it is not, a fold of a subset that happens to slope the
+   right way would rank the laws on noise, so the ``loo_err_*`` are NaN too.
 7. **Bootstrap over seeds** for B_noise: seeds are resampled with replacement (the same draw
    for every grid point, as they share the seed's data stream), steps 2–4 repeated; the 2.5%
    and 97.5% quantiles of the valid refits are ``b_noise_lo`` / ``b_noise_hi`` (NaN with
@@ -198,9 +200,11 @@ def fit_target(
     Returns:
       The fit row has ``target``, ``n_batch_sizes`` (with a best lr), ``b_noise``, ``s_min``,
       ``eps_max_<law>``, ``fit_err_<law>``, ``loo_err_<law>``, ``loo_folds``,
-      ``b_noise_lo``/``b_noise_hi``/``n_boot_valid``, and ``reason`` (None when everything was
-      computed). One best row per batch size: ``target``, ``batch_size``, ``best_lr`` (NaN if
-      none), ``mean_reduction``, ``n_usable``, ``n_seeds``, ``S``, ``E`` and ``pred_<law>``.
+      ``b_noise_lo``/``b_noise_hi``/``n_boot_valid``, ``n_best_at_edge`` (batch sizes of the
+      fit whose best lr is the smallest or largest lr tried there: censored, widen the grid),
+      and ``reason`` (None when everything was computed). One best row per batch size:
+      ``target``, ``batch_size``, ``best_lr`` (NaN if none), ``mean_reduction``, ``at_edge``,
+      ``n_usable``, ``n_seeds``, ``S``, ``E`` and ``pred_<law>``.
     """
     if not 0 < min_ok_frac <= 1:
         raise ValueError(f"min_ok_frac must lie in (0, 1]; got {min_ok_frac=}")
@@ -222,12 +226,22 @@ def fit_target(
             preds[law] = np.full(cube.B.size, np.nan)
         fit[f"eps_max_{law}"] = eps
         fit[f"fit_err_{law}"] = err
-    loo, folds, loo_reason = _loo(cube.B[has], S[has], best_lr[has])
+    if reason is None:
+        loo, folds, loo_reason = _loo(cube.B[has], S[has], best_lr[has])
+    else:  # no valid full fit: refits of subsets would rank the laws on noise
+        loo, folds, loo_reason = {law: NAN for law in LAWS}, 0, None
     fit.update({f"loo_err_{law}": loo[law] for law in LAWS})
     fit["loo_folds"] = folds
     lo, hi, n_valid = _bootstrap(cube, min_ok_frac, n_boot, seed)
     fit.update(b_noise_lo=lo, b_noise_hi=hi, n_boot_valid=n_valid)
     fit["reason"] = reason or loo_reason
+    # a best lr at the end of the grid tried at its batch size is censored: the optimum may
+    # lie beyond it, and the laws are then fitted to a bound, not to an optimum
+    at_edge = np.zeros(cube.B.size, dtype=bool)
+    for i in range(cube.B.size):
+        tried = np.flatnonzero(cube.present[i].any(-1))
+        at_edge[i] = idx[i] >= 0 and idx[i] in (tried.min(), tried.max())
+    fit["n_best_at_edge"] = int((at_edge & has).sum())
     best_rows = []
     for i, b in enumerate(cube.B):
         best_rows.append(
@@ -236,6 +250,7 @@ def fit_target(
                 "batch_size": int(b),
                 "best_lr": float(best_lr[i]),
                 "mean_reduction": float(best_red[i]),
+                "at_edge": bool(at_edge[i]),
                 "n_usable": int(cube.usable[i, idx[i]].sum()) if idx[i] >= 0 else 0,
                 "n_seeds": int(cube.present[i].any(0).sum()),
                 "S": float(S[i]) if has[i] else NAN,
@@ -316,11 +331,12 @@ def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
     """Headline figures of a sweep (``summary.json``) plus the fit and best-lr tables.
 
     Returns a dict with ``primary_target``, ``b_noise``, ``s_min``, ``b_noise_lo``/``_hi``,
-    ``eps_max_<law>``, ``fit_err_<law>``, ``loo_err_<law>`` (at the primary target),
-    ``best_lr`` (list of {batch_size, lr} there), ``b_noise_by_target`` (list of {target,
-    b_noise, lo, hi, n_batch_sizes, reason}), ``law_ranking`` (laws by leave-one-out error,
-    best first), ``reason``, ``n_points``, ``n_reached``, ``n_diverged``, and ``fits`` /
-    ``best`` (the two tables, for ``fits.csv`` / ``best_lr.csv``).
+    ``eps_max_<law>``, ``fit_err_<law>``, ``loo_err_<law>``, ``n_best_at_edge`` (at the
+    primary target), ``best_lr`` (list of {batch_size, lr} there), ``b_noise_by_target``
+    (list of {target, b_noise, lo, hi, n_batch_sizes, reason}), ``law_ranking`` (laws by
+    leave-one-out error, best first), ``reason``, ``n_points``, ``n_reached``,
+    ``n_diverged``, and ``fits`` / ``best`` (the two tables, for ``fits.csv`` /
+    ``best_lr.csv``).
     """
     fits, best = fit_all(rows, **kw)
     p = primary_fit(fits)
@@ -337,6 +353,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
         "b_noise_lo",
         "b_noise_hi",
         "n_batch_sizes",
+        "n_best_at_edge",
         *(f"{k}_{law}" for k in ("eps_max", "fit_err", "loo_err") for law in LAWS),
         "loo_folds",
         "reason",

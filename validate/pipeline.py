@@ -22,6 +22,7 @@ from pathlib import Path
 from theory.rundir import environment, make_run_dir, read_json, write_json
 from validate.data import DOWNLOAD_HELP
 from validate.report import Part, write_report
+from validate.sweep_cli import _device_name, data_dir, out_dir
 
 DONE = ".done"
 
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=out_dir,
         default=None,
         help="run folder (default runs/run/main/<UTC time>); reuse it to resume",
     )
@@ -183,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="parallel sweep workers")
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=data_dir,
         default=None,
         help="dataset folder (else $SURGELAB_DATA, else the user cache)",
     )
@@ -245,28 +246,64 @@ def run_part(spec: PartSpec, args: argparse.Namespace, root: Path) -> Part:
     return Part(spec.key, spec.title, folder, cmd, "ok", f"{wall:.0f} s", summary)
 
 
+def _check_real(args: argparse.Namespace, wanted: list[str]) -> None:
+    """Check the real-data flags up front (``ValueError`` naming the flag), so that a typo
+    fails in a second rather than as a failed part after the theory and simulations."""
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if "real" in wanted:
+        from validate.presets import get_preset
+
+        try:
+            get_preset(args.preset, args.workload)
+        except ValueError as exc:
+            raise ValueError(f"--preset / --workload: {exc}") from None
+    if "estimate" in wanted:
+        from validate.workload import available
+
+        if args.workload not in available():
+            raise ValueError(
+                f"--workload: unknown workload {args.workload!r}; choose one of {available()}"
+            )
+    if "real" in wanted or "estimate" in wanted:
+        _device_name(args.device)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     wanted = [k.strip() for k in args.parts.split(",") if k.strip()]
     unknown = sorted(set(wanted) - {s.key for s in PARTS})
     if unknown:
         print(
-            f"surgelab run: unknown part(s) {unknown}; choose from {[s.key for s in PARTS]}",
+            f"surgelab run: error: --parts: unknown part(s) {unknown}; choose from "
+            f"{[s.key for s in PARTS]}",
+            file=sys.stderr,
+        )
+        return 2
+    if not wanted:
+        print(
+            f"surgelab run: error: --parts names no part; give a comma-separated subset of "
+            f"{[s.key for s in PARTS]}",
             file=sys.stderr,
         )
         return 2
     if args.backend != "ray" and args.address:
-        print("surgelab run: --address needs --backend ray", file=sys.stderr)
+        print("surgelab run: error: --address needs --backend ray", file=sys.stderr)
         return 2
     if args.preset == "paper":
         if args.workload not in PAPER_PRESET:
             print(
-                f"surgelab run: the paper has no grid for workload {args.workload!r}; use "
-                f"--preset smoke, or one of {sorted(PAPER_PRESET)} with --preset paper",
+                f"surgelab run: error: the paper has no grid for workload {args.workload!r}; "
+                f"use --preset smoke, or one of {sorted(PAPER_PRESET)} with --preset paper",
                 file=sys.stderr,
             )
             return 2
         args.preset = PAPER_PRESET[args.workload]
+    try:
+        _check_real(args, wanted)
+    except ValueError as exc:
+        print(f"surgelab run: error: {exc}", file=sys.stderr)
+        return 2
     args.scale = SCALE_OF_PRESET.get(
         args.preset, "paper" if args.preset.startswith("paper") else "smoke"
     )

@@ -20,16 +20,46 @@ itself is the ``run`` handler.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from theory.rundir import start_run, write_json, write_table
+from theory.rundir import out_dir_arg, start_run, write_json, write_table
 from validate.data import DOWNLOAD_HELP, allow_download
 
 STAGE = "validate"
+
+
+# ----------------------------------------------------------------------------- checks
+# Shared by the validate handlers and ``surgelab run``: bad flags fail at the command line, with
+# a message that names the flag, before a run folder is made or a model is built.
+
+
+def out_dir(s: str) -> Path:
+    """argparse type of ``--out`` (:func:`theory.rundir.out_dir_arg`), as a Path."""
+    return Path(out_dir_arg(s))
+
+
+def data_dir(s: str) -> Path:
+    """argparse type of ``--data-dir``: an existing folder (a typo must not silently fall
+    back to the other dataset locations)."""
+    p = Path(s).expanduser()
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{s!r} is not an existing folder; give the folder that holds the datasets "
+            "(or leave --data-dir out to use $SURGELAB_DATA / the user cache)"
+        )
+    return p
+
+
+def ascending(flag: str, values: Any) -> None:
+    """Raise ``ValueError`` unless ``values`` is strictly ascending (no repeats)."""
+    v = list(values)
+    if any(a >= b for a, b in itertools.pairwise(v)):
+        raise ValueError(f"{flag} must be strictly ascending, without repeats; got {v}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,14 +99,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--data-dir",
-        type=Path,
+        type=data_dir,
         default=None,
         help="dataset folder (default: $SURGELAB_DATA, then ~/.cache/surgelab)",
     )
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument(
         "--out",
-        type=Path,
+        type=out_dir,
         default=None,
         help="run folder (default runs/validate/run/<UTC>); reuse it to resume",
     )
@@ -93,15 +123,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
+    """A readable name of the torch ``--device``; ``ValueError`` naming the flag if it is not
+    a device string torch knows, or names a CUDA GPU that is not there."""
+    if device != "cpu":
         import torch
 
-        if not torch.cuda.is_available():
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
             raise ValueError(
-                f"--device {device} asked for, but torch sees no CUDA GPU "
-                "(use --device cpu, or install a CUDA build of torch)"
-            )
-        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+                f"--device {device!r} is not a torch device; use cpu, cuda or cuda:<index>"
+            ) from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(
+                    f"--device {device} asked for, but torch sees no CUDA GPU "
+                    "(use --device cpu, or install a CUDA build of torch)"
+                )
+            n = torch.cuda.device_count()
+            if dev.index is not None and dev.index >= n:
+                raise ValueError(
+                    f"--device {device}: torch sees {n} CUDA GPU(s); use cuda:0 … cuda:{n - 1}"
+                )
+            return f"{device} ({torch.cuda.get_device_name(dev)})"
     import platform
 
     return f"{device} ({platform.processor() or platform.machine()})"
@@ -113,11 +157,17 @@ def run(args: argparse.Namespace) -> int:
     from validate.presets import get_preset
 
     t0 = time.perf_counter()
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1; got {args.workers}")
+    if args.n_boot < 0:
+        raise ValueError(f"--n-boot must be >= 0 (0: no interval); got {args.n_boot}")
+    if args.address is not None and args.backend != "ray":
+        raise ValueError("--address needs --backend ray")
     preset = get_preset(args.preset, args.workload)
     if args.seeds is not None:
         preset = preset.with_seeds(args.seeds)
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; got {args.workers}")
     device = _device_name(args.device)
     data_dir = None if args.data_dir is None else str(args.data_dir)
     if args.download:
@@ -228,6 +278,11 @@ def _print_headline(s: dict[str, Any]) -> None:
     )
     if s.get("reason"):
         print(f"  note: {s['reason']}")
+    if s.get("n_best_at_edge"):
+        print(
+            f"  note: at {s['n_best_at_edge']} batch size(s) the best lr is the smallest or "
+            "largest lr tried (censored): widen the lr grid"
+        )
     print(f"  wall {s['wall_s']:.1f} s")
 
 
@@ -269,9 +324,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=2, help="seeds 0 … N-1")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--data-dir", type=data_dir, default=None)
     p.add_argument(
-        "--out", type=Path, default=None, help="run folder (default runs/validate/bench/<UTC>)"
+        "--out", type=out_dir, default=None, help="run folder (default runs/validate/bench/<UTC>)"
     )
 
 
@@ -281,6 +336,13 @@ def _bench_run(args: argparse.Namespace) -> int:
     _device_name(args.device)  # a clear error when cuda is asked for and absent
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps must be >= 1; got {args.max_steps}")
+    if not all(math.isfinite(lr) and lr > 0 for lr in args.lrs):
+        raise ValueError(f"--lrs must be positive numbers; got {args.lrs}")
+    ascending("--lrs", args.lrs)
     res = run_bench(
         args.workload,
         out=args.out,
