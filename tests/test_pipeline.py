@@ -116,3 +116,18 @@ def test_preset_paper_maps_to_the_workloads_table1_grid(tmp_path, monkeypatch):
     assert argv[argv.index("--preset") + 1] == "paper-fmnist-large"
     assert pipeline.main(["--preset", "paper", "--workload", "synthetic-mlp",
                           "--out", str(tmp_path / "b")]) == 2
+
+
+def test_rerun_with_other_flags_recomputes_the_changed_parts(tiny_run, tmp_path):
+    """A part is reused only when its command line is unchanged: new flags rerun it."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    before = (copy / "theory" / "summary.json").stat().st_mtime
+    real_before = (copy / "real" / "summary.json").stat().st_mtime
+    assert pipeline.main([*TINY, "--parts", "theory,real", "--out", str(copy),
+                          "--download"]) == 0
+    # theory's command does not take --download: reused; the real part's changed: rerun
+    assert (copy / "theory" / "summary.json").stat().st_mtime == before
+    assert (copy / "real" / "summary.json").stat().st_mtime != real_before

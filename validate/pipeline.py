@@ -202,11 +202,21 @@ def _command_line(spec: PartSpec, argv: list[str]) -> str:
     return shlex.join(["surgelab", stage, *argv])
 
 
+def _done_key(done: Path) -> str | None:
+    try:
+        return read_json(done).get("key")
+    except (ValueError, AttributeError):  # an old or damaged marker: run the part again
+        return None
+
+
 def run_part(spec: PartSpec, args: argparse.Namespace, root: Path) -> Part:
     folder = root / spec.key
     argv = spec.argv(args, folder)
     cmd = _command_line(spec, argv)
-    if (folder / DONE).exists() and (folder / "summary.json").exists():
+    done = folder / DONE
+    # a part is reused only if it finished with the same command line (flags can change)
+    key = shlex.join(["{out}" if a == str(folder) else a for a in argv])  # the folder may move
+    if done.exists() and (folder / "summary.json").exists() and _done_key(done) == key:
         return Part(
             spec.key,
             spec.title,
@@ -242,7 +252,7 @@ def run_part(spec: PartSpec, args: argparse.Namespace, root: Path) -> Part:
             f"exit code {rc}" + ("" if summary else "; no summary.json"),
             summary,
         )
-    (folder / DONE).write_text(f"{wall:.1f}\n")
+    write_json(done, {"command": cmd, "key": key, "wall_s": wall})
     return Part(spec.key, spec.title, folder, cmd, "ok", f"{wall:.0f} s", summary)
 
 
