@@ -47,6 +47,19 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason="no CUDA GPU visible to cupy"))
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Tests never touch the network: downloads are off (restored after each test, so a test
+    that passes ``--download`` cannot leak it) and the fetcher refuses."""
+    monkeypatch.setenv("SURGELAB_DOWNLOAD", "0")
+    from validate import data
+
+    def refuse(url, dest):
+        raise AssertionError(f"a test tried to download {url}; tests never use the network")
+
+    monkeypatch.setattr(data, "FETCH", refuse)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout (real datasets); skips when it is absent."""
