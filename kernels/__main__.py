@@ -16,8 +16,6 @@ import sys
 from kernels import _backend
 from theory.rundir import out_dir_arg
 
-_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
-
 
 def _info() -> int:
     for name, (ok, why) in _backend.available().items():
@@ -116,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--n-batch", type=int, help="override every case's number of batch sizes")
     b.add_argument("--samples", type=int, help="override every case's n_samples")
     b.add_argument("--seed", type=int, default=0, help="Philox seed and problem seed")
-    b.add_argument("--out", type=_out_dir,
+    b.add_argument("--out", type=out_dir_arg,
                    help="run folder (default runs/kernels/bench/<UTC time>)")
     args = ap.parse_args(argv)
     if args.cmd == "info":

@@ -37,7 +37,6 @@ def _ints(s: str) -> list[int]:
     return [int(v) for v in _floats(s)]
 
 
-_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
 
 
 def _cfg(args) -> dict:
@@ -303,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="preset keyword arguments, e.g. 'cond=100,signal=4'")
         s.add_argument("--d", type=int, default=d, help="dimension (preset default if unset)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--out", type=_out_dir, default=None,
+        s.add_argument("--out", type=out_dir_arg, default=None,
                        help="run folder (default runs/simulate/<cmd>/<UTC>)")
 
     s = sub.add_parser("surge", help="one-step MC vs Theorems 2-4 and the SGD law")

@@ -11,8 +11,6 @@ from pathlib import Path
 from theory import rundir
 from theory.rundir import out_dir_arg
 
-_out_dir = out_dir_arg  # argparse type of --out (theory.rundir)
-
 
 def _seed(s: str) -> int:
     """argparse type of ``--seed``: a non-negative integer."""
@@ -37,13 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--only", nargs="+", metavar="NAME", help="check only these derivations")
     c.add_argument(
         "--out",
-        type=_out_dir,
+        type=out_dir_arg,
         default=None,
         help="write a run folder here (config, meta, table, summary.json)",
     )
     t = sub.add_parser("tex", help="write derivations.md (Markdown with LaTeX)")
     t.add_argument(
-        "--out", type=_out_dir, required=True, help="folder to write derivations.md into"
+        "--out", type=out_dir_arg, required=True, help="folder to write derivations.md into"
     )
     return p
 
