@@ -34,16 +34,19 @@ def has_numba() -> bool:
 def cuda_status() -> tuple[bool, str]:
     """``(usable, reason)``: whether cupy is installed and sees a CUDA device, and why not."""
     if importlib.util.find_spec("cupy") is None:
-        return False, ("cupy is not installed; install the GPU extra "
-                       "(pip install 'surgelab[gpu]', i.e. cupy-cuda12x) on a machine with an "
-                       "NVIDIA GPU")
+        return False, (
+            "cupy is not installed; install the GPU extra "
+            "(pip install 'surgelab[gpu]', i.e. cupy-cuda12x) on a machine with an "
+            "NVIDIA GPU"
+        )
     try:
         import cupy
 
         n = int(cupy.cuda.runtime.getDeviceCount())
     except Exception as exc:  # driver missing / broken install: all mean "no usable device"
-        return False, (f"cupy is installed but cannot reach a CUDA device "
-                       f"({type(exc).__name__}: {exc})")
+        return False, (
+            f"cupy is installed but cannot reach a CUDA device ({type(exc).__name__}: {exc})"
+        )
     if n == 0:
         return False, "cupy is installed but no CUDA device is visible (CUDA_VISIBLE_DEVICES?)"
     return True, f"{n} CUDA device(s) visible to cupy"
@@ -77,8 +80,8 @@ def resolve(backend: str) -> str:
             return "cuda"
         return "numba" if has_numba() else "reference"
     if backend == "reference":
-        return backend                      # numpy: nothing to probe (no numba / cupy import)
-    ok, why = (numba_status() if backend == "numba" else cuda_status())
+        return backend  # numpy: nothing to probe (no numba / cupy import)
+    ok, why = numba_status() if backend == "numba" else cuda_status()
     if not ok:
         raise RuntimeError(f"backend={backend!r} is not usable here: {why}")
     return backend

@@ -43,10 +43,10 @@ from kernels.problem import QuadraticProblem, centring
 class Case:
     """One benchmark point."""
 
-    d: int               # coordinates
-    rank: int            # r, columns of U
-    n_batch: int         # batch sizes per call (geometric 1 .. 4096)
-    n_samples: int       # Monte Carlo samples timed for numba / cuda
+    d: int  # coordinates
+    rank: int  # r, columns of U
+    n_batch: int  # batch sizes per call (geometric 1 .. 4096)
+    n_samples: int  # Monte Carlo samples timed for numba / cuda
     update: str = "sign"
     noise_rank: int = 0  # k, columns of W
 
@@ -59,7 +59,7 @@ PRESETS: dict[str, list[Case]] = {
         Case(1_000, 0, 16, 4_000),
         Case(1_000, 8, 16, 4_000),
         Case(10_000, 8, 16, 1_000),
-        Case(10_000, 8, 16, 4_000),       # 4× the samples: memory must not grow
+        Case(10_000, 8, 16, 4_000),  # 4× the samples: memory must not grow
         Case(10_000, 8, 16, 1_000, "sgd"),
         Case(10_000, 8, 16, 1_000, "sign", 4),
     ],
@@ -86,8 +86,15 @@ def batch_grid(n_batch: int) -> np.ndarray:
     return np.geomspace(1.0, 4096.0, n_batch)
 
 
-def torch_moments(problem: QuadraticProblem, batch_sizes: np.ndarray, n_samples: int, *,
-                  update: str = "sign", seed: int = 0, chunk_elements: int = 1 << 22) -> tuple:
+def torch_moments(
+    problem: QuadraticProblem,
+    batch_sizes: np.ndarray,
+    n_samples: int,
+    *,
+    update: str = "sign",
+    seed: int = 0,
+    chunk_elements: int = 1 << 22,
+) -> tuple:
     """The straightforward torch version (torch.randn, sign, matmul; chunked over samples).
 
     Returns (m1, m2) per batch size, float64; a different random stream from the kernels (torch's
@@ -96,8 +103,10 @@ def torch_moments(problem: QuadraticProblem, batch_sizes: np.ndarray, n_samples:
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    t = {k: torch.from_numpy(np.array(getattr(problem, k)))   # writable copy
-         for k in ("mu", "sigma", "h", "U", "W")}
+    t = {
+        k: torch.from_numpy(np.array(getattr(problem, k)))  # writable copy
+        for k in ("mu", "sigma", "h", "U", "W")
+    }
     sb = torch.from_numpy(1.0 / np.sqrt(batch_sizes))
     d, k, nb = problem.d, problem.noise_rank, batch_sizes.size
     chunk = max(1, chunk_elements // (nb * d))
@@ -121,10 +130,9 @@ def torch_moments(problem: QuadraticProblem, batch_sizes: np.ndarray, n_samples:
     return (s1 / n_samples).numpy(), (s2 / n_samples).numpy()
 
 
-def _reset_peak_rss() -> int | None:
-    """Reset VmHWM to the current RSS (Linux ≥ 4.0); return the current RSS in bytes, or None."""
+def current_rss() -> int | None:
+    """The process's resident set now, in bytes (Linux ``/proc/self/status``), or None."""
     try:
-        Path("/proc/self/clear_refs").write_text("5")
         return _status_kib("VmRSS") * 1024
     except (OSError, ValueError):
         return None
@@ -146,12 +154,19 @@ def _peak_rss_delta(before: int | None) -> int | None:
         return None
 
 
-def _time_cpu(fn: Callable[[], Any], repeats: int
-              ) -> tuple[float, list[float], float, int | None]:
-    """(median wall s, all wall s, median process CPU s, peak-RSS rise) over ``repeats`` calls."""
-    fn()                                             # warm-up: JIT compile, caches
+def _time_cpu(
+    fn: Callable[[], Any],
+    repeats: int,
+    reset_peak_rss: Callable[[], int | None] | None = None,
+) -> tuple[float, list[float], float, int | None]:
+    """(median wall s, all wall s, median process CPU s, peak-RSS rise) over ``repeats`` calls.
+
+    ``reset_peak_rss`` resets the process's peak-RSS mark and returns the RSS now (the app
+    layer passes one; resetting writes ``/proc/self/clear_refs``); without it the rise is None.
+    """
+    fn()  # warm-up: JIT compile, caches
     times, cpu = [], []
-    before = _reset_peak_rss()
+    before = reset_peak_rss() if reset_peak_rss is not None else None
     for _ in range(repeats):
         c0 = time.process_time()
         t0 = time.perf_counter()
@@ -173,7 +188,7 @@ def fp64_peak_flops(info: dict) -> float:
     """2 · SMs · FP64 FMA units per SM · clock (Hz): the device's float64 FMA peak."""
     units = {9: 64, 8: 32, 7: 32, 6: 32}.get(info["compute_capability"][0], 2)
     if info["compute_capability"] in ((8, 6), (8, 7), (8, 9), (6, 1), (6, 2)):
-        units = 2                                    # consumer parts: 1/64-rate FP64
+        units = 2  # consumer parts: 1/64-rate FP64
     return 2.0 * info["sm_count"] * units * info["clock_khz"] * 1e3
 
 
@@ -197,61 +212,110 @@ def check_correctness(backends: list[str], seed: int = 0) -> list[dict[str, Any]
         ref = update_moments(p, B, case.n_samples, update=update, seed=seed, backend="reference")
         for name in backends:
             m = update_moments(p, B, case.n_samples, update=update, seed=seed, backend=name)
-            err = max(float(np.max(np.abs(m.m1 - ref.m1) / np.maximum(np.abs(ref.m1), 1.0))),
-                      float(np.max(np.abs(m.m2 - ref.m2) / np.maximum(np.abs(ref.m2), 1.0))))
+            err = max(
+                float(np.max(np.abs(m.m1 - ref.m1) / np.maximum(np.abs(ref.m1), 1.0))),
+                float(np.max(np.abs(m.m2 - ref.m2) / np.maximum(np.abs(ref.m2), 1.0))),
+            )
             # 1e-9 relative: rounding gives ~1e-14; one flipped sign gives ≥ 1/n ≈ 3e-3
-            rows.append({"update": update, "backend": name, "max_rel_diff": err,
-                         "ok": bool(err <= 1e-9)})
+            rows.append(
+                {"update": update, "backend": name, "max_rel_diff": err, "ok": bool(err <= 1e-9)}
+            )
     return rows
 
 
-def run_case(case: Case, backends: list[str], *, repeats: int, ref_samples: int,
-             torch_samples: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Time one case on every backend plus the torch baseline; rows with the derived ratios."""
+def run_case(
+    case: Case,
+    backends: list[str],
+    *,
+    repeats: int,
+    ref_samples: int,
+    torch_samples: int,
+    seed: int = 0,
+    reset_peak_rss: Callable[[], int | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Time one case on every backend plus the torch baseline; rows with the derived ratios.
+
+    ``reset_peak_rss``: see :func:`_time_cpu` (None: ``peak_rss_delta_bytes`` is None).
+    """
     p = make_problem(case, seed)
     B = batch_grid(case.n_batch)
-    base = {"d": case.d, "rank": case.rank, "noise_rank": case.noise_rank,
-            "n_batch": case.n_batch, "update": case.update}
+    base = {
+        "d": case.d,
+        "rank": case.rank,
+        "noise_rank": case.noise_rank,
+        "n_batch": case.n_batch,
+        "update": case.update,
+    }
     rows: list[dict[str, Any]] = []
 
     def cpu_row(name: str, n: int, fn: Callable[[], Any]) -> dict[str, Any]:
-        med, times, cpu, mem = _time_cpu(fn, repeats)
-        return {**base, "backend": name, "n_samples_timed": n, "seconds": med,
-                "seconds_all": times, "cpu_seconds": cpu, "per_sample_s": med / n,
-                "updates_per_s": n * case.d * case.n_batch / med,
-                "normals_per_s": n * (case.d + case.noise_rank) / med,
-                "peak_rss_delta_bytes": mem, "samples_x_d_bytes": 8 * n * case.d}
+        med, times, cpu, mem = _time_cpu(fn, repeats, reset_peak_rss)
+        return {
+            **base,
+            "backend": name,
+            "n_samples_timed": n,
+            "seconds": med,
+            "seconds_all": times,
+            "cpu_seconds": cpu,
+            "per_sample_s": med / n,
+            "updates_per_s": n * case.d * case.n_batch / med,
+            "normals_per_s": n * (case.d + case.noise_rank) / med,
+            "peak_rss_delta_bytes": mem,
+            "samples_x_d_bytes": 8 * n * case.d,
+        }
 
     n_ref = min(ref_samples, case.n_samples)
-    rows.append(cpu_row("reference", n_ref, lambda: update_moments(
-        p, B, n_ref, update=case.update, seed=seed, backend="reference")))
+    rows.append(
+        cpu_row(
+            "reference",
+            n_ref,
+            lambda: update_moments(p, B, n_ref, update=case.update, seed=seed, backend="reference"),
+        )
+    )
     n_t = min(torch_samples, case.n_samples)
-    rows.append(cpu_row("torch", n_t, lambda: torch_moments(p, B, n_t, update=case.update,
-                                                             seed=seed)))
+    rows.append(
+        cpu_row("torch", n_t, lambda: torch_moments(p, B, n_t, update=case.update, seed=seed))
+    )
     for name in backends:
         if name == "cuda":
             from kernels import cuda_backend
 
             n = case.n_samples * GPU_SAMPLE_FACTOR
             k1, k2 = centring(p, B, case.update)
-            med, times = _time_gpu(functools.partial(cuda_backend.shifted_sums, p, B, n,
-                                                     case.update, seed, k1, k2), repeats)
+            med, times = _time_gpu(
+                functools.partial(cuda_backend.shifted_sums, p, B, n, case.update, seed, k1, k2),
+                repeats,
+            )
             info = cuda_backend.device_info()
             import cupy
 
             pool = cupy.get_default_memory_pool()
-            row = {**base, "backend": "cuda", "n_samples_timed": n, "seconds": med,
-                   "seconds_all": times, "per_sample_s": med / n,
-                   "updates_per_s": n * case.d * case.n_batch / med,
-                   "normals_per_s": n * (case.d + case.noise_rank) / med,
-                   "gpu_pool_bytes": int(pool.total_bytes()),
-                   "samples_x_d_bytes": 8 * n * case.d, "device": info["name"],
-                   "bound": "FP64 FMA throughput",
-                   "fraction_of_peak": useful_flops(case, n) / med / fp64_peak_flops(info)}
+            row = {
+                **base,
+                "backend": "cuda",
+                "n_samples_timed": n,
+                "seconds": med,
+                "seconds_all": times,
+                "per_sample_s": med / n,
+                "updates_per_s": n * case.d * case.n_batch / med,
+                "normals_per_s": n * (case.d + case.noise_rank) / med,
+                "gpu_pool_bytes": int(pool.total_bytes()),
+                "samples_x_d_bytes": 8 * n * case.d,
+                "device": info["name"],
+                "bound": "FP64 FMA throughput",
+                "fraction_of_peak": useful_flops(case, n) / med / fp64_peak_flops(info),
+            }
             rows.append(row)
         else:
-            rows.append(cpu_row(name, case.n_samples, lambda name=name: update_moments(
-                p, B, case.n_samples, update=case.update, seed=seed, backend=name)))
+            rows.append(
+                cpu_row(
+                    name,
+                    case.n_samples,
+                    lambda name=name: update_moments(
+                        p, B, case.n_samples, update=case.update, seed=seed, backend=name
+                    ),
+                )
+            )
     ref_ps = rows[0]["per_sample_s"]
     torch_ps = rows[1]["per_sample_s"]
     for r in rows:

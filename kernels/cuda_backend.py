@@ -25,11 +25,17 @@ SOURCE = HERE / "moments.cu"
 BASE_OPTIONS = ("--std=c++17", "--fmad=false")
 
 
-def compile_options(d: int, rank: int, noise_rank: int, n_batch: int,
-                    geom: launch.Geometry) -> tuple[str, ...]:
+def compile_options(
+    d: int, rank: int, noise_rank: int, n_batch: int, geom: launch.Geometry
+) -> tuple[str, ...]:
     """NVRTC / nvcc options for one shape: the include path and every ``-D`` constant."""
-    defines = {"SURGE_D": d, "SURGE_R": rank, "SURGE_K": noise_rank, "SURGE_NB": n_batch,
-               **geom.defines()}
+    defines = {
+        "SURGE_D": d,
+        "SURGE_R": rank,
+        "SURGE_K": noise_rank,
+        "SURGE_NB": n_batch,
+        **geom.defines(),
+    }
     return (*BASE_OPTIONS, f"-I{HERE}", *(f"-D{k}={v}" for k, v in defines.items()))
 
 
@@ -67,8 +73,7 @@ def supports(problem: QuadraticProblem, update: str) -> bool:
     (:func:`kernels.launch.geometry`); ``backend="auto"`` then runs numba instead.
     """
     try:
-        launch.geometry(problem.d, 1, 1, problem.rank, update=update,
-                        noise_rank=problem.noise_rank)
+        launch.geometry(problem.d, 1, 1, problem.rank, update=update, noise_rank=problem.noise_rank)
     except ValueError:
         return False
     return True
@@ -84,12 +89,14 @@ def device_info(device: int | None = None) -> dict[str, Any]:
     props = rt.getDeviceProperties(dev.id)
     name = props["name"]
     clock = props.get("clockRate") or rt.deviceGetAttribute(13, dev.id)  # cudaDevAttrClockRate
-    return {"name": name.decode() if isinstance(name, bytes) else str(name),
-            "sm_count": int(props["multiProcessorCount"]),
-            "clock_khz": int(clock),
-            "max_threads_per_sm": int(props["maxThreadsPerMultiProcessor"]),
-            "compute_capability": (int(props["major"]), int(props["minor"])),
-            "total_memory": int(props["totalGlobalMem"])}
+    return {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "sm_count": int(props["multiProcessorCount"]),
+        "clock_khz": int(clock),
+        "max_threads_per_sm": int(props["maxThreadsPerMultiProcessor"]),
+        "compute_capability": (int(props["major"]), int(props["minor"])),
+        "total_memory": int(props["totalGlobalMem"]),
+    }
 
 
 class CupyLauncher:
@@ -134,9 +141,18 @@ def kernel_name(update: str) -> str:
     return "surge_sign_moments" if update == "sign" else "surge_sgd_moments"
 
 
-def launch_args(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_samples: int,
-                update: str, seed: int, k1s: NDArray[np.float64], k2s: NDArray[np.float64],
-                first_sample: int, out: Any, to_device: Any) -> tuple:
+def launch_args(
+    problem: QuadraticProblem,
+    batch_sizes: NDArray[np.float64],
+    n_samples: int,
+    update: str,
+    seed: int,
+    k1s: NDArray[np.float64],
+    k2s: NDArray[np.float64],
+    first_sample: int,
+    out: Any,
+    to_device: Any,
+) -> tuple:
     """Device arrays and scalars in the kernel's parameter order (see moments.cu).
 
     ``batch_sizes`` must already be sorted ascending for the sign kernel.
@@ -144,22 +160,44 @@ def launch_args(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_s
 
     def dev(a):
         a = np.ascontiguousarray(a, dtype=np.float64)
-        return to_device(a if a.size else np.zeros(1))   # a 0-size W/U still needs a pointer
+        return to_device(a if a.size else np.zeros(1))  # a 0-size W/U still needs a pointer
 
     p = problem
     k0, k1 = (np.uint32(w) for w in _spec.split_seed(seed))
     common_tail = (np.uint64(n_samples), np.uint64(first_sample), k0, k1, out)
     sb = dev(1.0 / np.sqrt(batch_sizes))
     if update == "sign":
-        return (dev(p.mu), dev(p.sigma), dev(p.U), dev(p.W), sb, dev(k1s), dev(k2s),
-                np.float64(np.sum(p.h)), *common_tail)
+        return (
+            dev(p.mu),
+            dev(p.sigma),
+            dev(p.U),
+            dev(p.W),
+            sb,
+            dev(k1s),
+            dev(k2s),
+            np.float64(np.sum(p.h)),
+            *common_tail,
+        )
     umu = p.U.T @ p.mu
-    return (dev(p.mu), dev(p.sigma), dev(p.h), dev(p.U), dev(p.W), sb, dev(k1s), dev(k2s),
-            dev(umu), np.float64(p.mu @ p.mu), np.float64(np.sum(p.h * p.mu**2)), *common_tail)
+    return (
+        dev(p.mu),
+        dev(p.sigma),
+        dev(p.h),
+        dev(p.U),
+        dev(p.W),
+        sb,
+        dev(k1s),
+        dev(k2s),
+        dev(umu),
+        np.float64(p.mu @ p.mu),
+        np.float64(np.sum(p.h * p.mu**2)),
+        *common_tail,
+    )
 
 
-def batch_groups(problem: QuadraticProblem, n_batch: int, n_samples: int,
-                 update: str) -> list[slice]:
+def batch_groups(
+    problem: QuadraticProblem, n_batch: int, n_samples: int, update: str
+) -> list[slice]:
     """Consecutive groups of the (sorted) batch sizes, each small enough for one launch.
 
     A launch takes at most ``block`` batch sizes and 48 KiB of shared memory
@@ -172,8 +210,14 @@ def batch_groups(problem: QuadraticProblem, n_batch: int, n_samples: int,
         g = min(n_batch - start, 256)
         while True:
             try:
-                launch.geometry(problem.d, n_samples, g, problem.rank, update=update,
-                                noise_rank=problem.noise_rank)
+                launch.geometry(
+                    problem.d,
+                    n_samples,
+                    g,
+                    problem.rank,
+                    update=update,
+                    noise_rank=problem.noise_rank,
+                )
                 break
             except ValueError:
                 if g == 1:
@@ -184,9 +228,18 @@ def batch_groups(problem: QuadraticProblem, n_batch: int, n_samples: int,
     return groups
 
 
-def shifted_sums(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_samples: int,
-                 update: str, seed: int, k1s: NDArray[np.float64], k2s: NDArray[np.float64],
-                 first_sample: int = 0, *, launcher: Any = None) -> NDArray[np.float64]:
+def shifted_sums(
+    problem: QuadraticProblem,
+    batch_sizes: NDArray[np.float64],
+    n_samples: int,
+    update: str,
+    seed: int,
+    k1s: NDArray[np.float64],
+    k2s: NDArray[np.float64],
+    first_sample: int = 0,
+    *,
+    launcher: Any = None,
+) -> NDArray[np.float64]:
     """Σd1, Σd2, Σd1², Σd2², Σd1d2 over all samples (d = x − K): (nB, 5), as the numba backend.
 
     The batch sizes are sorted ascending (the sign kernel's thresholds need s_b descending)
@@ -198,13 +251,30 @@ def shifted_sums(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_
     bs, k1o, k2o = batch_sizes[order], k1s[order], k2s[order]
     sums = np.empty((batch_sizes.size, 5))
     for g in batch_groups(problem, bs.size, n_samples, update):
-        geom = launch.geometry(problem.d, n_samples, bs[g].size, problem.rank, update=update,
-                               noise_rank=problem.noise_rank, sm_count=run.sm_count,
-                               max_threads_per_sm=run.max_threads_per_sm)
+        geom = launch.geometry(
+            problem.d,
+            n_samples,
+            bs[g].size,
+            problem.rank,
+            update=update,
+            noise_rank=problem.noise_rank,
+            sm_count=run.sm_count,
+            max_threads_per_sm=run.max_threads_per_sm,
+        )
         opts = compile_options(problem.d, problem.rank, problem.noise_rank, bs[g].size, geom)
         out = run.zeros((geom.grid, bs[g].size, 5))
-        args = launch_args(problem, bs[g], n_samples, update, seed, k1o[g], k2o[g],
-                           first_sample, out, run.to_device)
+        args = launch_args(
+            problem,
+            bs[g],
+            n_samples,
+            update,
+            seed,
+            k1o[g],
+            k2o[g],
+            first_sample,
+            out,
+            run.to_device,
+        )
         run.launch(kernel_name(update), opts, geom, args)
         sums[order[g]] = run.to_host(out).sum(axis=0)
     return sums

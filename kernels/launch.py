@@ -41,8 +41,11 @@ class Geometry:
 
     def defines(self) -> dict[str, int]:
         """Compile-time constants injected into moments.cu as ``-D`` options."""
-        return {"SURGE_BLOCK": self.block, "SURGE_TILE": self.tile,
-                "SURGE_PPT": self.pairs_per_thread}
+        return {
+            "SURGE_BLOCK": self.block,
+            "SURGE_TILE": self.tile,
+            "SURGE_PPT": self.pairs_per_thread,
+        }
 
 
 def _check(name: str, value: int, lo: int) -> int:
@@ -51,9 +54,17 @@ def _check(name: str, value: int, lo: int) -> int:
     return value
 
 
-def geometry(d: int, n_samples: int, n_batch: int, rank: int, *, update: str = "sign",
-             noise_rank: int = 0, sm_count: int = 132,
-             max_threads_per_sm: int = MAX_THREADS_PER_SM) -> Geometry:
+def geometry(
+    d: int,
+    n_samples: int,
+    n_batch: int,
+    rank: int,
+    *,
+    update: str = "sign",
+    noise_rank: int = 0,
+    sm_count: int = 132,
+    max_threads_per_sm: int = MAX_THREADS_PER_SM,
+) -> Geometry:
     """Block, grid, tile and shared memory for one ``update_moments`` call on the GPU.
 
     Args:
@@ -96,14 +107,18 @@ def geometry(d: int, n_samples: int, n_batch: int, rank: int, *, update: str = "
         ppt = 1
         shared = 8 * (block // WARP) * (rank + 3) + 8 * (rank + 3) + zeta_bytes
     if n_batch > block:
-        raise ValueError(f"the cuda kernels take at most {block} batch sizes per launch "
-                         f"(one epilogue thread each); got n_batch={n_batch} (the backend "
-                         f"splits larger grids into several launches)")
+        raise ValueError(
+            f"the cuda kernels take at most {block} batch sizes per launch "
+            f"(one epilogue thread each); got n_batch={n_batch} (the backend "
+            f"splits larger grids into several launches)"
+        )
     if shared > SHARED_LIMIT:
-        raise ValueError(f"the cuda backend needs {shared} bytes of shared memory per block for "
-                         f"n_batch={n_batch}, rank={rank}, noise_rank={noise_rank} "
-                         f"(limit {SHARED_LIMIT}); use fewer batch sizes per launch or "
-                         f"backend='numba'")
+        raise ValueError(
+            f"the cuda backend needs {shared} bytes of shared memory per block for "
+            f"n_batch={n_batch}, rank={rank}, noise_rank={noise_rank} "
+            f"(limit {SHARED_LIMIT}); use fewer batch sizes per launch or "
+            f"backend='numba'"
+        )
     per_sm = max(1, max_threads_per_sm // block)
     grid = min(n_samples, sm_count * per_sm)
     return Geometry(block=block, grid=grid, tile=tile, pairs_per_thread=ppt, shared_bytes=shared)

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from kernels import _backend
 from kernels.problem import QuadraticProblem, centring
 from theory._checks import as_batch_sizes
+from theory.stats import ratio_se
 
 UPDATES = ("sign", "sgd")
 
@@ -53,17 +54,38 @@ class Moments:
     def optimal_lr_se(self) -> NDArray[np.float64]:
         """Delta-method standard error of m1/m2, using the m1–m2 covariance, (nB,).
 
-        Var(m1/m2) ≈ (m1/m2)² (Var m1/m1² + Var m2/m2² − 2 Cov(m1, m2)/(m1 m2));
-        first order in 1/n, accurate when m2_se ≪ |m2|.
+        Var(m1/m2) ≈ (m1/m2)² (Var m1/m1² + Var m2/m2² − 2 Cov(m1, m2)/(m1 m2))
+        (:func:`theory.stats.ratio_se`); first order in 1/n, accurate when m2_se ≪ |m2|.
+
+        Examples:
+          >>> m = Moments(np.array([1.0]), np.array([1.0]), np.array([2.0]), np.array([0.1]),
+          ...             np.zeros(1), np.zeros(1), 10, "sgd", "reference", 0)
+          >>> m.optimal_lr_se().tolist()
+          [0.05]
         """
-        r = self.m1 / self.m2
-        var = (self.m1_se**2 / self.m2**2 + r**2 * self.m2_se**2 / self.m2**2
-               - 2.0 * r * self.cov12 / self.m2**2)
-        return np.sqrt(np.maximum(var, 0.0))
+        return ratio_se(self.m1, self.m2, self.m1_se, self.m2_se, self.cov12)
 
     def optimal_gain(self) -> NDArray[np.float64]:
         """ΔL_opt(B) = ½ m1²/m2 (Lemma 1), (nB,)."""
         return 0.5 * self.m1**2 / self.m2
+
+    def optimal_gain_se(self) -> NDArray[np.float64]:
+        """Delta-method standard error of ΔL_opt = ½ m1²/m2, (nB,).
+
+        Relative variance (2 se1/m1)² + (se2/m2)² − 4 Cov(m1, m2)/(m1 m2), first order in 1/n.
+
+        Examples:
+          >>> m = Moments(np.array([1.0]), np.array([2.0]), np.array([1.0]), np.array([0.1]),
+          ...             np.zeros(1), np.zeros(1), 10, "sgd", "reference", 0)
+          >>> m.optimal_gain_se().tolist()  # ΔL = 2, relative SE 2·0.1/2
+          [0.2]
+        """
+        rel = (
+            (2.0 * self.m1_se / self.m1) ** 2
+            + (self.m2_se / self.m2) ** 2
+            - 4.0 * self.cov12 / (self.m1 * self.m2)
+        )
+        return np.abs(self.optimal_gain()) * np.sqrt(np.maximum(rel, 0.0))
 
     def expected_gain(self, lrs: ArrayLike) -> NDArray[np.float64]:
         """E[ΔL](ε) = ε m1 − ½ ε² m2 on a learning-rate grid: the (nB, nLR) table.
@@ -89,8 +111,11 @@ class Moments:
         √(ε² Var m1 + ¼ ε⁴ Var m2 − ε³ Cov(m1, m2)), exact for a linear function of the means.
         """
         e = _lrs(lrs)[None, :]
-        var = (e**2 * self.m1_se[:, None] ** 2 + 0.25 * e**4 * self.m2_se[:, None] ** 2
-               - e**3 * self.cov12[:, None])
+        var = (
+            e**2 * self.m1_se[:, None] ** 2
+            + 0.25 * e**4 * self.m2_se[:, None] ** 2
+            - e**3 * self.cov12[:, None]
+        )
         return np.sqrt(np.maximum(var, 0.0))
 
 
@@ -114,8 +139,9 @@ def _check_int(x: object, name: str, lo: int, hi: int | None = None) -> int:
     return v
 
 
-def from_shifted_sums(sums: NDArray[np.float64], k1: NDArray[np.float64],
-                      k2: NDArray[np.float64], n: int) -> tuple[NDArray[np.float64], ...]:
+def from_shifted_sums(
+    sums: NDArray[np.float64], k1: NDArray[np.float64], k2: NDArray[np.float64], n: int
+) -> tuple[NDArray[np.float64], ...]:
     """(m1, m2, m1_se, m2_se, cov12) from Σd1, Σd2, Σd1², Σd2², Σd1d2 (d = x − K) over n samples.
 
     Sample (co)variances with ddof = 1: (Σd_a d_b − Σd_a Σd_b / n)/(n − 1); the means' SEs are
@@ -130,9 +156,16 @@ def from_shifted_sums(sums: NDArray[np.float64], k1: NDArray[np.float64],
     return m1, m2, np.sqrt(v1 / n), np.sqrt(v2 / n), c12 / n
 
 
-def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples: int, *,
-                   update: str = "sign", seed: int, backend: str = "auto",
-                   first_sample: int = 0) -> Moments:
+def update_moments(
+    problem: QuadraticProblem,
+    batch_sizes: ArrayLike,
+    n_samples: int,
+    *,
+    update: str = "sign",
+    seed: int,
+    backend: str = "auto",
+    first_sample: int = 0,
+) -> Moments:
     """Monte Carlo m1 = E[Gᵀv] and m2 = E[vᵀHv] for v = sign(G_est) or G_est, every B at once.
 
     G_est = μ + (σ ⊙ z + W ζ)/√B with z ~ N(0, I_d), ζ ~ N(0, I_k); the normals of sample s
@@ -165,10 +198,11 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
       (2,)
     """
     if not isinstance(problem, QuadraticProblem):
-        raise ValueError(f"problem must be a kernels.QuadraticProblem; "
-                         f"got {type(problem).__name__}")
+        raise ValueError(
+            f"problem must be a kernels.QuadraticProblem; got {type(problem).__name__}"
+        )
     b = np.atleast_1d(as_batch_sizes(batch_sizes, "batch_sizes"))
-    n = _check_int(n_samples, "n_samples", 2, 2**63)     # numba takes it as int64
+    n = _check_int(n_samples, "n_samples", 2, 2**63)  # numba takes it as int64
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}; got update={update!r}")
     seed = _check_int(seed, "seed", 0, 2**64)
@@ -179,7 +213,7 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
     if name == "cuda" and backend == "auto":
         from kernels import cuda_backend
 
-        if not cuda_backend.supports(problem, update):    # too much shared memory: CPU instead
+        if not cuda_backend.supports(problem, update):  # too much shared memory: CPU instead
             name = "numba" if _backend.has_numba() else "reference"
     k1, k2 = centring(problem, b, update)
     if name == "reference":
@@ -187,8 +221,18 @@ def update_moments(problem: QuadraticProblem, batch_sizes: ArrayLike, n_samples:
 
         x1, x2 = reference.per_sample(problem, b, n, update, seed, first)
         c12 = np.sum((x1 - x1.mean(0)) * (x2 - x2.mean(0)), axis=0) / (n - 1)
-        return Moments(b, x1.mean(0), x2.mean(0), x1.std(0, ddof=1) / np.sqrt(n),
-                       x2.std(0, ddof=1) / np.sqrt(n), c12 / n, n, update, name, seed)
+        return Moments(
+            b,
+            x1.mean(0),
+            x2.mean(0),
+            x1.std(0, ddof=1) / np.sqrt(n),
+            x2.std(0, ddof=1) / np.sqrt(n),
+            c12 / n,
+            n,
+            update,
+            name,
+            seed,
+        )
     if name == "numba":
         from kernels import numba_backend as impl
     else:

@@ -87,17 +87,29 @@ def sincos_turn(x):
     g = (1.0 - f) if odd else f
     phi = _PI_4 * g
     p2 = phi * phi
-    sp = ((((((((_S0 * p2 + _S1) * p2 + _S2) * p2 + _S3) * p2 + _S4) * p2 + _S5) * p2 + _S6)
-           * p2 + _S7) * p2 + _S8) * phi
-    cp = (((((((((_C0 * p2 + _C1) * p2 + _C2) * p2 + _C3) * p2 + _C4) * p2 + _C5) * p2 + _C6)
-            * p2 + _C7) * p2 + _C8) * p2 + _C9)
+    sp = (
+        (
+            ((((((_S0 * p2 + _S1) * p2 + _S2) * p2 + _S3) * p2 + _S4) * p2 + _S5) * p2 + _S6) * p2
+            + _S7
+        )
+        * p2
+        + _S8
+    ) * phi
+    cp = (
+        (
+            ((((((_C0 * p2 + _C1) * p2 + _C2) * p2 + _C3) * p2 + _C4) * p2 + _C5) * p2 + _C6) * p2
+            + _C7
+        )
+        * p2
+        + _C8
+    ) * p2 + _C9
     sp = -sp if odd else sp
-    q = ((o + _U1) >> _U1) & _U3                 # quarter turns: angle = q·π/2 ± φ
-    swap = (q & _U1) == _U1                      # q = 1, 3: sin ↔ cos
+    q = ((o + _U1) >> _U1) & _U3  # quarter turns: angle = q·π/2 ± φ
+    swap = (q & _U1) == _U1  # q = 1, 3: sin ↔ cos
     s = cp if swap else sp
     c = sp if swap else cp
-    s = -s if q >= _U2 else s                    # q = 2, 3: sin negated
-    c = -c if (q == _U1 or q == _U2) else c      # q = 1, 2: cos negated
+    s = -s if q >= _U2 else s  # q = 2, 3: sin negated
+    c = -c if (q == _U1 or q == _U2) else c  # q = 1, 2: cos negated
     return s, c
 
 
@@ -169,8 +181,9 @@ def _normals(k0, k1, samples, n_coords):
 def raw_blocks(seed: int, samples: NDArray, blocks: NDArray) -> NDArray[np.uint32]:
     """numba twin of :func:`kernels.philox.raw_block`: (n_samples, n_blocks, 4) uint32."""
     k0, k1 = _spec.split_seed(seed)
-    return _raw_blocks(np.uint64(k0), np.uint64(k1), np.asarray(samples, np.uint64),
-                       np.asarray(blocks, np.uint64))
+    return _raw_blocks(
+        np.uint64(k0), np.uint64(k1), np.asarray(samples, np.uint64), np.asarray(blocks, np.uint64)
+    )
 
 
 def normals(seed: int, samples: NDArray, n_coords: int) -> NDArray[np.float64]:
@@ -215,7 +228,7 @@ def _sign_sums(mu, sigma, U, W, sum_h, sb, k1s, k2s, n_samples, first_sample, k0
     nchunks = (n_samples + chunk - 1) // chunk
     nlanes = min(nchunks, MAX_LANES)
     out = np.zeros((nlanes, nb, 5))
-    base = np.zeros(r + 1)                       # Σ_i sign(μ_i) (μ_i, U_i·)
+    base = np.zeros(r + 1)  # Σ_i sign(μ_i) (μ_i, U_i·)
     for i in range(d):
         sm = np.sign(mu[i])
         base[0] += sm * mu[i]
@@ -231,9 +244,9 @@ def _sign_sums(mu, sigma, U, W, sum_h, sb, k1s, k2s, n_samples, first_sample, k0
         wx2 = np.empty(TILE_BLOCKS, np.uint64)
         wx3 = np.empty(TILE_BLOCKS, np.uint64)
         zt = np.empty(4 * TILE_BLOCKS)
-        for ch in range(c, nchunks, nlanes):          # this lane's chunks
+        for ch in range(c, nchunks, nlanes):  # this lane's chunks
             for s in range(ch * chunk, min(n_samples, (ch + 1) * chunk)):
-                sample = first_sample + np.uint64(s)      # uint64 + uint64: no float
+                sample = first_sample + np.uint64(s)  # uint64 + uint64: no float
                 E[:, :] = 0.0
                 _draw_zeta(zeta, d, k, sample, k0, k1)
                 for tb in range(0, nblk, TILE_BLOCKS):
@@ -251,14 +264,14 @@ def _sign_sums(mu, sigma, U, W, sum_h, sb, k1s, k2s, n_samples, first_sample, k0
                         dl = (sn - sm) * (sn != 0.0)
                         a = abs(mui)
                         an = abs(n)
-                        t = 0                         # t = #{b : fl(|n| s_b) > |μ|}, a prefix
+                        t = 0  # t = #{b : fl(|n| s_b) > |μ|}, a prefix
                         for b in range(nb):
                             t += an * sb[b] > a
                         # E[0] is never read: t = 0 (no B flips) lands there harmlessly
                         E[t, 0] += dl * mui
                         for j in range(r):
                             E[t, 1 + j] += dl * U[i, j]
-                        t2 = t                        # ties fl(|n| s_b) == |μ| give v = 0
+                        t2 = t  # ties fl(|n| s_b) == |μ| give v = 0
                         while t2 < nb and an * sb[t2] == a:
                             t2 += 1
                         if t2 > t and dl != 0.0:
@@ -306,14 +319,14 @@ def _sgd_sums(mu, sigma, h, U, W, sb, k1s, k2s, n_samples, first_sample, k0, k1,
         wx2 = np.empty(TILE_BLOCKS, np.uint64)
         wx3 = np.empty(TILE_BLOCKS, np.uint64)
         zt = np.empty(4 * TILE_BLOCKS)
-        for ch in range(c, nchunks, nlanes):          # this lane's chunks
+        for ch in range(c, nchunks, nlanes):  # this lane's chunks
             for s in range(ch * chunk, min(n_samples, (ch + 1) * chunk)):
-                sample = first_sample + np.uint64(s)      # uint64 + uint64: no float
+                sample = first_sample + np.uint64(s)  # uint64 + uint64: no float
                 _draw_zeta(zeta, d, k, sample, k0, k1)
-                a = 0.0                                # μᵀn
-                cc = 0.0                               # Σ h μ n
-                e = 0.0                                # Σ h n²
-                un[:] = 0.0                            # Uᵀn
+                a = 0.0  # μᵀn
+                cc = 0.0  # Σ h μ n
+                e = 0.0  # Σ h n²
+                un[:] = 0.0  # Uᵀn
                 for tb in range(0, nblk, TILE_BLOCKS):
                     nt = min(TILE_BLOCKS, nblk - tb)
                     _normals_tile(tb, nt, sample, k0, k1, wx0, wx1, wx2, wx3, zt)
@@ -338,9 +351,16 @@ def _sgd_sums(mu, sigma, h, U, W, sb, k1s, k2s, n_samples, first_sample, k0, k1,
     return out
 
 
-def shifted_sums(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_samples: int,
-                 update: str, seed: int, k1s: NDArray[np.float64], k2s: NDArray[np.float64],
-                 first_sample: int = 0) -> NDArray[np.float64]:
+def shifted_sums(
+    problem: QuadraticProblem,
+    batch_sizes: NDArray[np.float64],
+    n_samples: int,
+    update: str,
+    seed: int,
+    k1s: NDArray[np.float64],
+    k2s: NDArray[np.float64],
+    first_sample: int = 0,
+) -> NDArray[np.float64]:
     """Σd1, Σd2, Σd1², Σd2², Σd1d2 over all samples, d = x − K: (nB, 5) float64.
 
     Args:
@@ -348,11 +368,19 @@ def shifted_sums(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_
       n_samples, first_sample: the sample indices drawn.  update: "sign" | "sgd".
       seed: Philox seed.  k1s, k2s: (nB,) shifts.
     """
-    order = np.argsort(batch_sizes, kind="stable")       # B ascending ⇔ s_b descending
+    order = np.argsort(batch_sizes, kind="stable")  # B ascending ⇔ s_b descending
     sb = np.ascontiguousarray(1.0 / np.sqrt(batch_sizes[order]))
     k0, k1 = (np.uint64(w) for w in _spec.split_seed(seed))
-    args = (sb, np.ascontiguousarray(k1s[order]), np.ascontiguousarray(k2s[order]),
-            int(n_samples), np.uint64(first_sample), k0, k1, CHUNK_SAMPLES)
+    args = (
+        sb,
+        np.ascontiguousarray(k1s[order]),
+        np.ascontiguousarray(k2s[order]),
+        int(n_samples),
+        np.uint64(first_sample),
+        k0,
+        k1,
+        CHUNK_SAMPLES,
+    )
     p = problem
     if update == "sign":
         parts = _sign_sums(p.mu, p.sigma, p.U, p.W, float(np.sum(p.h)), *args)

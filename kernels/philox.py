@@ -94,7 +94,7 @@ def _rounds(c0, c1, c2, c3, k0, k1):
     m0, m1, w0, w1, mask = _U(PHILOX_M0), _U(PHILOX_M1), _U(PHILOX_W0), _U(PHILOX_W1), _U(MASK32)
     s32 = _U(32)
     for _ in range(PHILOX_ROUNDS):
-        p0 = m0 * c0                     # < 2⁶⁴: exact in uint64
+        p0 = m0 * c0  # < 2⁶⁴: exact in uint64
         p1 = m1 * c2
         c0, c1, c2, c3 = (p1 >> s32) ^ c1 ^ k0, p1 & mask, (p0 >> s32) ^ c3 ^ k1, p0 & mask
         k0 = (k0 + w0) & mask
@@ -124,10 +124,10 @@ def sincos_turn(x: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]
       True
     """
     x = np.asarray(x, dtype=np.uint64)
-    o = x >> _U(29)                                    # octant 0..7
+    o = x >> _U(29)  # octant 0..7
     f = ((x & _U(0x1FFFFFFF)).astype(np.float64) + 0.5) * TWO_M29
     odd = (o & _U(1)) == _U(1)
-    g = np.where(odd, 1.0 - f, f)                      # exact
+    g = np.where(odd, 1.0 - f, f)  # exact
     phi = PI_4 * g
     p2 = phi * phi
     sp = np.full(phi.shape, SIN_COEF[0])
@@ -137,8 +137,8 @@ def sincos_turn(x: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]
     cp = np.full(phi.shape, COS_COEF[0])
     for cf in COS_COEF[1:]:
         cp = cp * p2 + cf
-    sp = np.where(odd, -sp, sp)                        # angle = Q·π/2 ± φ
-    q = ((o + _U(1)) >> _U(1)) & _U(3)                 # quarter turns mod 4
+    sp = np.where(odd, -sp, sp)  # angle = Q·π/2 ± φ
+    q = ((o + _U(1)) >> _U(1)) & _U(3)  # quarter turns mod 4
     sin = np.select([q == 0, q == 1, q == 2], [sp, cp, -sp], -cp)
     cos = np.select([q == 0, q == 1, q == 2], [cp, -sp, -cp], sp)
     return sin, cos

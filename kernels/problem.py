@@ -33,10 +33,11 @@ def _as_factor(x: ArrayLike | None, name: str, d: int) -> NDArray[np.float64]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a (d, r) array of numbers or None; got {x!r}") from exc
     if a.ndim == 1 and a.shape[0] == d:
-        a = a[:, None]                      # a single column given as a vector
+        a = a[:, None]  # a single column given as a vector
     if a.ndim != 2 or a.shape[0] != d:
-        raise ValueError(f"{name} must have shape (d, r) = ({d}, r) to match mu; "
-                         f"got shape {a.shape}")
+        raise ValueError(
+            f"{name} must have shape (d, r) = ({d}, r) to match mu; got shape {a.shape}"
+        )
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     return np.ascontiguousarray(a)
@@ -94,8 +95,9 @@ class QuadraticProblem:
         return int(self.W.shape[1])
 
     def hessian(self) -> NDArray[np.float64]:
-        """Dense H = diag(h) + U Uᵀ, (d, d) — for tests and small problems."""
-        return np.diag(self.h) + self.U @ self.U.T
+        """Dense H = diag(h) + U Uᵀ, (d, d), exactly symmetric — for theory and small problems."""
+        H = np.diag(self.h) + self.U @ self.U.T
+        return (H + H.T) / 2
 
     def noise_cov(self) -> NDArray[np.float64]:
         """Dense per-example covariance Σ = diag(σ²) + W Wᵀ, (d, d)."""
@@ -106,8 +108,9 @@ class QuadraticProblem:
         return np.sqrt(self.sigma**2 + np.sum(self.W**2, axis=1))
 
 
-def centring(problem: QuadraticProblem, batch_sizes: NDArray[np.float64],
-             update: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def centring(
+    problem: QuadraticProblem, batch_sizes: NDArray[np.float64], update: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Shifts (K1_b, K2_b) close to m1, m2, subtracted before summing squares (one per B).
 
     Variances are accumulated as Σ(x − K)² − (Σ(x − K))²/n, accurate when K ≈ E[x]; for sign
@@ -124,8 +127,12 @@ def centring(problem: QuadraticProblem, batch_sizes: NDArray[np.float64],
     mu, h, U, W, sig = problem.mu, problem.h, problem.U, problem.W, problem.sigma
     if update == "sgd":
         ut_mu = U.T @ mu
-        tr_h_sigma = (np.sum(h * sig**2) + np.sum(U**2 * (sig**2)[:, None])
-                      + np.sum(h[:, None] * W**2) + np.sum((U.T @ W) ** 2))
+        tr_h_sigma = (
+            np.sum(h * sig**2)
+            + np.sum(U**2 * (sig**2)[:, None])
+            + np.sum(h[:, None] * W**2)
+            + np.sum((U.T @ W) ** 2)
+        )
         k1 = np.full(batch_sizes.shape, float(mu @ mu))
         k2 = float(np.sum(h * mu**2) + ut_mu @ ut_mu) + tr_h_sigma / batch_sizes
         return k1, k2

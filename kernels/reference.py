@@ -24,9 +24,14 @@ from kernels.problem import QuadraticProblem
 CHUNK_ELEMENTS = 1 << 21
 
 
-def per_sample(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_samples: int,
-               update: str, seed: int, first_sample: int = 0
-               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def per_sample(
+    problem: QuadraticProblem,
+    batch_sizes: NDArray[np.float64],
+    n_samples: int,
+    update: str,
+    seed: int,
+    first_sample: int = 0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Per-sample x1 = Gᵀv and x2 = vᵀHv, each (n_samples, nB), for samples
     ``first_sample .. first_sample + n_samples - 1``."""
     d, k = problem.d, problem.noise_rank
@@ -38,12 +43,13 @@ def per_sample(problem: QuadraticProblem, batch_sizes: NDArray[np.float64], n_sa
     x2 = np.empty((n_samples, nb))
     for start in range(0, n_samples, chunk):
         stop = min(n_samples, start + chunk)
-        z = normals(seed, np.arange(first_sample + start, first_sample + stop, dtype=np.uint64),
-                    d + k)
+        z = normals(
+            seed, np.arange(first_sample + start, first_sample + stop, dtype=np.uint64), d + k
+        )
         n = sigma * z[:, :d]
         if k:
             n = n + z[:, d:] @ W.T
-        g = mu + n[:, None, :] * inv_sqrt_b[None, :, None]          # (c, nB, d)
+        g = mu + n[:, None, :] * inv_sqrt_b[None, :, None]  # (c, nB, d)
         if update == "sign":
             v = np.sign(g)
             x2[start:stop] = np.sum(h) + np.sum((v @ U) ** 2, axis=-1)

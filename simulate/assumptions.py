@@ -27,12 +27,19 @@ from simulate import problems
 from simulate.surge import default_batch_sizes, run_surge
 
 
-def run_assumptions(rhos: Sequence[float] = (0.1, 0.3, 0.6),
-                    n_examples: Sequence[int] = (256, 1024), *, d: int = 64,
-                    n_samples: int = 20000, n_samples_finite: int = 1000, seed: int = 0,
-                    backend: str = "auto", b_max: float = 8192.0, n_batch: int = 22,
-                    progress: Callable[[int], None] | None = None
-                    ) -> tuple[list[dict], dict]:
+def run_assumptions(
+    rhos: Sequence[float],
+    n_examples: Sequence[int],
+    *,
+    d: int,
+    n_samples: int,
+    n_samples_finite: int,
+    seed: int,
+    backend: str,
+    b_max: float,
+    n_batch: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[dict], dict]:
     """Monte Carlo vs Theorem 2 for correlated-noise and finite-dataset variants of ``surge``.
 
     Returns:
@@ -43,26 +50,55 @@ def run_assumptions(rhos: Sequence[float] = (0.1, 0.3, 0.6),
     """
     cases: list[tuple[str, problems.Problem, int, np.ndarray]] = []
     for r in rhos:
-        cases.append((f"correlated rho={r:g}", problems.correlated(seed, d, rho=float(r)),
-                      n_samples, default_batch_sizes(1, b_max, n_batch)))
+        cases.append(
+            (
+                f"correlated rho={r:g}",
+                problems.correlated(seed, d, rho=float(r)),
+                n_samples,
+                default_batch_sizes(1, b_max, n_batch),
+            )
+        )
     for n in n_examples:
-        cases.append((f"finite N={int(n)}", problems.finite(seed, d, n_examples=int(n)),
-                      n_samples_finite, default_batch_sizes(1, int(n), n_batch)))
+        cases.append(
+            (
+                f"finite N={int(n)}",
+                problems.finite(seed, d, n_examples=int(n)),
+                n_samples_finite,
+                default_batch_sizes(1, int(n), n_batch),
+            )
+        )
     rows, per = [], {}
     for name, prob, ns, b in cases:
         rr, s = run_surge(prob, b, ns, seed, backend)
         rows += [{"case": name, **r} for r in rr]
-        out = {k: s[k] for k in ("b_noise_theory", "b_peak_exact", "b_peak_mc", "eps_peak_mc",
-                                 "eps_peak_exact", "max_rel_err_mc_vs_exact", "surge_detected",
-                                 "max_abs_z_mc_vs_exact")}
+        out = {
+            k: s[k]
+            for k in (
+                "b_noise_theory",
+                "b_peak_exact",
+                "b_peak_mc",
+                "eps_peak_mc",
+                "eps_peak_exact",
+                "max_rel_err_mc_vs_exact",
+                "surge_detected",
+                "max_abs_z_mc_vs_exact",
+            )
+        }
         out["b_peak_shift"] = s["b_peak_mc"] / s["b_peak_exact"]
         out["eps_peak_ratio"] = s["eps_peak_mc"] / s["eps_peak_exact"]
-        for k in ("max_rel_err_mc_vs_correlated", "max_abs_z_mc_vs_correlated",
-                  "b_peak_exact_fpc", "max_rel_err_mc_vs_exact_fpc", "max_abs_z_mc_vs_exact_fpc",
-                  "rel_err_mc_vs_exact_at_b_max", "rel_err_mc_vs_exact_fpc_at_b_max",
-                  "lr_exact_finite_b1", "rel_err_theorem2_vs_exact_finite_b1",
-                  "max_rel_err_sgd_mc_vs_law",
-                  "max_abs_z_sgd_mc_vs_law"):
+        for k in (
+            "max_rel_err_mc_vs_correlated",
+            "max_abs_z_mc_vs_correlated",
+            "b_peak_exact_fpc",
+            "max_rel_err_mc_vs_exact_fpc",
+            "max_abs_z_mc_vs_exact_fpc",
+            "rel_err_mc_vs_exact_at_b_max",
+            "rel_err_mc_vs_exact_fpc_at_b_max",
+            "lr_exact_finite_b1",
+            "rel_err_theorem2_vs_exact_finite_b1",
+            "max_rel_err_sgd_mc_vs_law",
+            "max_abs_z_sgd_mc_vs_law",
+        ):
             if k in s:
                 out[k] = s[k]
         per[name] = out

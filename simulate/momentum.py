@@ -23,6 +23,7 @@ import numpy as np
 from simulate.problems import Problem
 from simulate.train import TrainConfig, per_cell, run_grid
 from theory import sgd
+from theory.stats import refined_argmax
 
 
 def su_fall_threshold(beta1: float, b_simple: float) -> float:
@@ -36,25 +37,33 @@ def su_fall_threshold(beta1: float, b_simple: float) -> float:
 
 
 def refined_best_lr(lrs: np.ndarray, steps: np.ndarray) -> float:
-    """argmin over lr of the mean steps, refined by a parabola in log lr (NaN if none reached)."""
-    ok = np.isfinite(steps)
-    if not ok.any():
+    """argmin over lr of the mean steps, refined by a parabola in log lr (NaN if none reached).
+
+    :func:`theory.stats.refined_argmax` of −steps (non-finite steps: not reached).
+
+    Examples:
+      >>> lrs = np.geomspace(1e-3, 1e-1, 5)
+      >>> round(refined_best_lr(lrs, (np.log(lrs) - np.log(1e-2)) ** 2), 12)
+      0.01
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    if not np.isfinite(s).any():
         return math.nan
-    s = np.where(ok, steps, np.inf)
-    j = int(np.argmin(s))
-    if j == 0 or j == lrs.size - 1 or not np.all(ok[j - 1:j + 2]):
-        return float(lrs[j])
-    xs = np.log(lrs[j - 1:j + 2])
-    a2, a1, _ = np.polyfit(xs, s[j - 1:j + 2], 2)
-    if not a2 > 0:
-        return float(lrs[j])
-    return float(math.exp(np.clip(-a1 / (2 * a2), xs[0], xs[2])))
+    return float(refined_argmax(np.asarray(lrs, dtype=np.float64), -s).x)
 
 
-def run_momentum(problem: Problem, batch_sizes: Sequence[float], lrs: Sequence[float],
-                 n_seeds: int, betas: Sequence[tuple[float, float]], *,
-                 target: float = 0.3, max_steps: int = 3000, seed: int = 0,
-                 on_chunk: Callable[..., None] | None = None) -> tuple[list[dict], dict]:
+def run_momentum(
+    problem: Problem,
+    batch_sizes: Sequence[float],
+    lrs: Sequence[float],
+    n_seeds: int,
+    betas: Sequence[tuple[float, float]],
+    *,
+    target: float,
+    max_steps: int,
+    seed: int = 0,
+    on_chunk: Callable[..., None] | None = None,
+) -> tuple[list[dict], dict]:
     """Best learning rate per batch size for each Adam (β1, β2) on one problem.
 
     Args:
@@ -75,36 +84,66 @@ def run_momentum(problem: Problem, batch_sizes: Sequence[float], lrs: Sequence[f
     q = float(np.exp(np.mean(np.diff(np.log(lr_arr)))))
     b_simple = sgd.b_simple(problem.mu, problem.Sigma)
     rows, per = [], {}
-    for (b1, b2) in betas:
+    for b1, b2 in betas:
         opt = "sign" if b1 == 0 and b2 == 0 else "adam"
-        cfg = TrainConfig(optimizer=opt, beta1=b1, beta2=b2, targets=(target,),
-                          further_steps=0, max_steps=max_steps, keep_positions=False)
+        cfg = TrainConfig(
+            optimizer=opt,
+            targets=(target,),
+            max_steps=max_steps,
+            beta1=b1,
+            beta2=b2,
+            further_steps=0,
+            keep_positions=False,
+        )
         res = run_grid(problem, batch_sizes, lr_arr, n_seeds, cfg, seed, on_chunk=on_chunk)
         c = per_cell(res, 0)
         best = np.array([refined_best_lr(c["lr"], c["steps"][i]) for i in range(c["B"].size)])
         for i, bb in enumerate(c["B"]):
             s = c["steps"][i]
             j = int(np.nanargmin(s)) if np.isfinite(s).any() else -1
-            rows.append({"beta1": b1, "beta2": b2, "B": float(bb),
-                         "lr_grid_best": float(c["lr"][j]) if j >= 0 else None,
-                         "lr_best": best[i], "steps_best": float(s[j]) if j >= 0 else None,
-                         "fraction_diverged": float(c["diverged"][i].mean()),
-                         "su_fall_threshold": su_fall_threshold(b1, b_simple)})
+            rows.append(
+                {
+                    "beta1": b1,
+                    "beta2": b2,
+                    "B": float(bb),
+                    "lr_grid_best": float(c["lr"][j]) if j >= 0 else None,
+                    "lr_best": best[i],
+                    "steps_best": float(s[j]) if j >= 0 else None,
+                    "fraction_diverged": float(c["diverged"][i].mean()),
+                    "su_fall_threshold": su_fall_threshold(b1, b_simple),
+                }
+            )
         ok = np.isfinite(best)
         key = f"beta1={b1:g},beta2={b2:g}"
         if ok.sum() >= 2:
             i_pk = int(np.nanargmax(best))
             last = int(np.nonzero(ok)[0][-1])
             ratio = float(best[last] / best[i_pk])
-            per[key] = {"beta1": b1, "beta2": b2, "B": c["B"], "lr_best": best,
-                        "b_at_peak": float(c["B"][i_pk]), "lr_peak": float(best[i_pk]),
-                        "last_over_peak": ratio,
-                        "peak_interior": bool(0 < i_pk < last),
-                        "falls": bool(0 < i_pk < last and ratio < 1.0 / math.sqrt(q)),
-                        "su_fall_threshold": su_fall_threshold(b1, b_simple)}
+            per[key] = {
+                "beta1": b1,
+                "beta2": b2,
+                "B": c["B"],
+                "lr_best": best,
+                "b_at_peak": float(c["B"][i_pk]),
+                "lr_peak": float(best[i_pk]),
+                "last_over_peak": ratio,
+                "peak_interior": bool(0 < i_pk < last),
+                "falls": bool(0 < i_pk < last and ratio < 1.0 / math.sqrt(q)),
+                "su_fall_threshold": su_fall_threshold(b1, b_simple),
+            }
         else:
-            per[key] = {"beta1": b1, "beta2": b2, "falls": None,
-                        "note": "fewer than two batch sizes reached the target"}
-    summary = {"problem": problem.name, "d": problem.d, "b_simple": b_simple,
-               "target_frac": target, "lr_grid_ratio": q, "configs": per}
+            per[key] = {
+                "beta1": b1,
+                "beta2": b2,
+                "falls": None,
+                "note": "fewer than two batch sizes reached the target",
+            }
+    summary = {
+        "problem": problem.name,
+        "d": problem.d,
+        "b_simple": b_simple,
+        "target_frac": target,
+        "lr_grid_ratio": q,
+        "configs": per,
+    }
     return rows, summary

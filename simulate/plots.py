@@ -1,7 +1,8 @@
 """Figures drawn from saved tables only (``plot_x(table, ax=None)``; they compute nothing).
 
-Tables are lists of row dicts as written by :func:`theory.rundir.write_table` and read back by
-:func:`theory.rundir.read_table`; ``None`` cells (not reached, undefined) are skipped.
+Tables are lists of row dicts (as the app layer writes them to CSV and reads them back);
+``None`` cells (not reached, undefined) are skipped. Saving is the app layer's
+(``RunDir.save_figure``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ def _ax(ax):
 
 
 def _col(table: Sequence[dict], key: str) -> np.ndarray:
-    return np.array([np.nan if r.get(key) is None or r.get(key) == "" else float(r[key])
-                     for r in table], dtype=np.float64)
+    return np.array(
+        [np.nan if r.get(key) is None or r.get(key) == "" else float(r[key]) for r in table],
+        dtype=np.float64,
+    )
 
 
 def plot_surge(table: Sequence[dict], ax=None):
@@ -33,19 +36,45 @@ def plot_surge(table: Sequence[dict], ax=None):
     (finite-population, correlated-exact) when the table has them. Table: ``surge.csv``."""
     ax = _ax(ax)
     B = _col(table, "B")
-    ax.errorbar(B, _col(table, "lr_mc"), yerr=_col(table, "lr_mc_se"), fmt="o", ms=4,
-                color="C0", label="sign (Adam β=0): Monte Carlo", zorder=3)
+    ax.errorbar(
+        B,
+        _col(table, "lr_mc"),
+        yerr=_col(table, "lr_mc_se"),
+        fmt="o",
+        ms=4,
+        color="C0",
+        label="sign (Adam β=0): Monte Carlo",
+        zorder=3,
+    )
     ax.plot(B, _col(table, "lr_exact"), "-", color="C0", label="Theorem 2 (exact, indep.)")
     ax.plot(B, _col(table, "lr_surge"), "--", color="C1", label="Theorem 3 (surge curve)")
     ax.plot(B, _col(table, "lr_large_batch"), ":", color="C2", label="Theorem 4 (B → ∞)")
     if "lr_exact_fpc" in table[0]:
-        ax.plot(B, _col(table, "lr_exact_fpc"), "-.", color="C4",
-                label="Theorem 2 with finite-population B")
+        ax.plot(
+            B,
+            _col(table, "lr_exact_fpc"),
+            "-.",
+            color="C4",
+            label="Theorem 2 with finite-population B",
+        )
     if "lr_exact_correlated" in table[0]:
-        ax.plot(B, _col(table, "lr_exact_correlated"), "-.", color="C4",
-                label="exact, correlated Gaussian")
-    ax.errorbar(B, _col(table, "lr_sgd_mc"), yerr=_col(table, "lr_sgd_mc_se"), fmt="s", ms=3,
-                color="C3", alpha=0.7, label="SGD: Monte Carlo")
+        ax.plot(
+            B,
+            _col(table, "lr_exact_correlated"),
+            "-.",
+            color="C4",
+            label="exact, correlated Gaussian",
+        )
+    ax.errorbar(
+        B,
+        _col(table, "lr_sgd_mc"),
+        yerr=_col(table, "lr_sgd_mc_se"),
+        fmt="s",
+        ms=3,
+        color="C3",
+        alpha=0.7,
+        label="SGD: Monte Carlo",
+    )
     ax.plot(B, _col(table, "lr_sgd"), "-", color="C3", alpha=0.7, label="SGD law (McCandlish)")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -55,8 +84,13 @@ def plot_surge(table: Sequence[dict], ax=None):
     return ax
 
 
-def plot_heatmap(cells: Sequence[dict], best: Sequence[dict], target_index: int = 0,
-                 value: str = "reduction_mean", ax=None):
+def plot_heatmap(
+    cells: Sequence[dict],
+    best: Sequence[dict],
+    target_index: int = 0,
+    value: str = "reduction_mean",
+    ax=None,
+):
     """Figs. 2-4 layout: ``value`` over (B, lr) (log axes), best lr per B marked, and the fitted
     Adam surge curve and SGD α = 1, ½ curves over it. Tables: ``cells.csv``, ``best.csv``."""
     ax = _ax(ax)
@@ -67,15 +101,17 @@ def plot_heatmap(cells: Sequence[dict], best: Sequence[dict], target_index: int 
     Z = np.full((lu.size, Bu.size), np.nan)
     for r, v in zip(c, _col(c, value)):
         Z[np.searchsorted(lu, float(r["lr"])), np.searchsorted(Bu, float(r["B"]))] = v
-    edges = lambda x: np.exp(np.r_[np.log(x[0]) - 0.5 * np.diff(np.log(x))[:1],  # noqa: E731
-                                   0.5 * (np.log(x[1:]) + np.log(x[:-1])),
-                                   np.log(x[-1]) + 0.5 * np.diff(np.log(x))[-1:]])
+
+    def edges(x):  # cell edges halfway between grid points in log space
+        lx = np.log(x)
+        half = 0.5 * np.diff(lx)
+        return np.exp(np.r_[lx[0] - half[:1], 0.5 * (lx[1:] + lx[:-1]), lx[-1] + half[-1:]])
+
     m = ax.pcolormesh(edges(Bu), edges(lu), Z, shading="flat", cmap="viridis")
     ax.figure.colorbar(m, ax=ax, label=value.replace("_", " "))
     Bb = _col(b, "B")
     key = "lr_best_reduction" if value.startswith("reduction") else "lr_best_steps"
-    ax.plot(Bb, _col(b, key), "o", color="red", ms=6, mfc="none", mew=1.5,
-            label="best lr per B")
+    ax.plot(Bb, _col(b, key), "o", color="red", ms=6, mfc="none", mew=1.5, label="best lr per B")
     ax.plot(Bb, _col(b, "lr_fit_adam"), "-", color="white", lw=2, label="Adam surge fit (Eq. 13)")
     ax.plot(Bb, _col(b, "lr_fit_sgd1"), "--", color="orange", label="SGD form α=1")
     ax.plot(Bb, _col(b, "lr_fit_sgd05"), ":", color="orange", label="SGD form α=½")
@@ -103,8 +139,14 @@ def plot_se_fit(best: Sequence[dict], fits: Sequence[dict], ax=None):
         bn, sm = f.get("b_noise_fit"), f.get("s_min_fit")
         if bn is not None and sm not in (None, "inf") and np.isfinite(float(bn)):
             xx = np.linspace(0, x.max() * 1.05, 20)
-            ax.plot(xx, -float(bn) * xx + 1.0 / float(sm), "-", color=f"C{k}", alpha=0.7,
-                    label=f"fit B_noise={float(bn):.3g}")
+            ax.plot(
+                xx,
+                -float(bn) * xx + 1.0 / float(sm),
+                "-",
+                color=f"C{k}",
+                alpha=0.7,
+                label=f"fit B_noise={float(bn):.3g}",
+            )
     ax.ticklabel_format(style="sci", axis="both", scilimits=(-2, 2))
     ax.set_xlabel("1 / E (examples)")
     ax.set_ylabel("1 / S (steps)")
@@ -137,12 +179,21 @@ def plot_momentum(table: Sequence[dict], ax=None):
     keys = sorted({(float(r["beta1"]), float(r["beta2"])) for r in table})
     for n, (b1, b2) in enumerate(keys):
         rows = [r for r in table if float(r["beta1"]) == b1 and float(r["beta2"]) == b2]
-        ax.plot(_col(rows, "B"), _col(rows, "lr_best"), "o-", color=f"C{n}",
-                label=f"β1={b1:g}, β2={b2:g}")
+        ax.plot(
+            _col(rows, "B"),
+            _col(rows, "lr_best"),
+            "o-",
+            color=f"C{n}",
+            label=f"β1={b1:g}, β2={b2:g}",
+        )
         thr = _col(rows, "su_fall_threshold") if "su_fall_threshold" in rows[0] else [np.nan]
         if np.isfinite(thr[0]):
-            ax.axvline(thr[0], color=f"C{n}", ls=":",
-                       label=f"Su: falls beyond B = {thr[0]:.3g} (β1={b1:g})")
+            ax.axvline(
+                thr[0],
+                color=f"C{n}",
+                ls=":",
+                label=f"Su: falls beyond B = {thr[0]:.3g} (β1={b1:g})",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("batch size B")
@@ -159,21 +210,19 @@ def plot_assumptions(table: Sequence[dict], ax=None):
     for n, cname in enumerate(cases):
         rows = [r for r in table if str(r["case"]) == cname]
         ref = _col(rows, "lr_exact")
-        ax.errorbar(_col(rows, "B"), _col(rows, "lr_mc") / ref, yerr=_col(rows, "lr_mc_se") / ref,
-                    fmt="o-", color=f"C{n}", ms=3, capsize=2, label=cname)
+        ax.errorbar(
+            _col(rows, "B"),
+            _col(rows, "lr_mc") / ref,
+            yerr=_col(rows, "lr_mc_se") / ref,
+            fmt="o-",
+            color=f"C{n}",
+            ms=3,
+            capsize=2,
+            label=cname,
+        )
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("batch size B")
     ax.set_ylabel("ε_opt (Monte Carlo) / Theorem 2")
     ax.legend(fontsize=7)
     return ax
-
-
-def save(ax, path) -> None:
-    """Save the figure that holds ``ax`` and close it."""
-    import matplotlib.pyplot as plt
-
-    fig = ax.figure
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -36,67 +36,51 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from kernels.problem import QuadraticProblem
 from theory import sgd, sign
-from theory._checks import as_vector
 
 
 @dataclass(frozen=True, eq=False)
-class Problem:
-    """A quadratic problem: μ, σ, H = diag(h) + U Uᵀ, Σ = diag(σ²) + W Wᵀ, optional dataset.
+class Problem(QuadraticProblem):
+    """A named :class:`kernels.QuadraticProblem` with H ⪰ 0 and, optionally, a finite dataset.
 
-    Frozen (arrays are made read-only on construction) so a problem can be shared between
-    runs and hashed by identity.
+    The arrays μ, σ, h, U, W and their checks are the kernel's problem (one class); this adds
+    the preset's ``name`` and ``notes``, requires h ≥ 0 (so H = diag(h) + U Uᵀ is positive
+    semi-definite, as training needs), and may carry the N per-example gradients ``examples``
+    (N, d) of a finite dataset. Frozen, arrays read-only: a problem can be shared between runs.
+
+    Examples:
+      >>> p = Problem([1.0, -1.0], [2.0, 2.0], [1.0, 1.0], name="tiny")
+      >>> p.d, p.rank, p.H.tolist()
+      (2, 0, [[1.0, 0.0], [0.0, 1.0]])
     """
 
-    name: str
-    mu: NDArray[np.float64]
-    sigma: NDArray[np.float64]
-    h: NDArray[np.float64]
-    U: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
-    W: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)))
+    name: str = ""
     examples: NDArray[np.float64] | None = None
     notes: str = ""
 
     def __post_init__(self) -> None:
-        mu = as_vector(self.mu, "mu")
-        d = mu.size
-        sig = as_vector(self.sigma, "sigma", d=d, positive=True)
-        h = as_vector(self.h, "h", d=d)
-        if np.any(h < 0):
-            raise ValueError(f"h must be >= 0 (H = diag(h) + U U^T is PSD); got min {h.min()!r}")
-        U = _as_lowrank(self.U, "U", d)
-        W = _as_lowrank(self.W, "W", d)
-        ex = None
+        super().__post_init__()
+        if np.any(self.h < 0):
+            raise ValueError(
+                f"h must be >= 0 (H = diag(h) + U U^T is PSD); got min {self.h.min()!r}"
+            )
         if self.examples is not None:
-            ex = np.asarray(self.examples, dtype=np.float64)
-            if ex.ndim != 2 or ex.shape[1] != d or ex.shape[0] < 2:
-                raise ValueError(f"examples must be (N >= 2, d={d}); got shape {ex.shape}")
+            ex = np.array(self.examples, dtype=np.float64)
+            if ex.ndim != 2 or ex.shape[1] != self.d or ex.shape[0] < 2:
+                raise ValueError(f"examples must be (N >= 2, d={self.d}); got shape {ex.shape}")
             ex.setflags(write=False)
-        for name, arr in (("mu", mu), ("sigma", sig), ("h", h), ("U", U), ("W", W)):
-            arr = np.array(arr, dtype=np.float64)
-            arr.setflags(write=False)
-            object.__setattr__(self, name, arr)
-        object.__setattr__(self, "examples", ex)
-
-    @property
-    def d(self) -> int:
-        return int(self.mu.size)
+            object.__setattr__(self, "examples", ex)
 
     @property
     def H(self) -> NDArray[np.float64]:
-        """Dense Hessian diag(h) + U Uᵀ."""
-        H = np.diag(self.h) + self.U @ self.U.T
-        return (H + H.T) / 2
-
-    @property
-    def sigma_marginal(self) -> NDArray[np.float64]:
-        """Per-coordinate std-dev of one example's noise, √(σ_i² + Σ_k W_ik²)."""
-        return np.sqrt(self.sigma**2 + np.sum(self.W**2, axis=1))
+        """Dense Hessian diag(h) + U Uᵀ (:meth:`hessian`)."""
+        return self.hessian()
 
     @property
     def Sigma(self) -> NDArray[np.float64]:
@@ -106,7 +90,7 @@ class Problem:
         if self.examples is not None:
             c = self.examples - self.mu
             return (c.T @ c) / c.shape[0]
-        return np.diag(self.sigma**2) + self.W @ self.W.T
+        return self.noise_cov()
 
     def hvp(self, x: NDArray) -> NDArray:
         """H x for x of shape (..., d), in O(d·r) per row: h ⊙ x + (x U) Uᵀ."""
@@ -115,39 +99,44 @@ class Problem:
             out = out + (x @ self.U) @ self.U.T
         return out
 
-    def kernel_problem(self):
-        """The problem as ``kernels.QuadraticProblem`` (imported lazily: kernels may be absent)."""
-        import kernels
-
-        return kernels.QuadraticProblem(self.mu, self.sigma, self.h,
-                                        U=self.U if self.U.shape[1] else None,
-                                        W=self.W if self.W.shape[1] else None)
-
     def theory(self) -> dict[str, float]:
-        """Headline closed forms at this point (Theorems 3-4, the SGD law, S_off)."""
-        H, sm = self.H, self.sigma_marginal
-        eps3, bn3 = sign.surge_params(self.mu, sm, H)
-        e_sgd, bn_sgd = sgd.params(self.mu, H, self.Sigma)
-        out = {"d": self.d, "s_off": sign.s_off(self.mu, sm, H), "b_noise_theory": bn3,
-               "eps_max_theory": eps3, "regime_min": float(np.min(sign.regime_bound(self.mu, sm))),
-               "sgd_eps_max": e_sgd, "sgd_b_noise": bn_sgd,
-               "b_simple": sgd.b_simple(self.mu, self.Sigma)}
-        out["eps_large_batch"] = (sign.large_batch_lr(self.mu, H) if np.all(self.mu != 0)
-                                  else math.nan)
+        """Headline closed forms at this point (Theorems 3-4, the SGD law, S_off).
+
+        A diagonal problem (no U, no W, no examples) is computed from the sufficient statistics
+        in O(d), so presets with d = 10⁴ (the NQM) never build a dense d × d matrix.
+        """
+        sm = self.marginal_std()
+        if self.U.shape[1] == 0 and self.W.shape[1] == 0 and self.examples is None:
+            mu, h = self.mu, self.h
+            eps3, bn3 = sign.surge_params_from_stats(float(h.sum()), 0.0, float(np.sum(mu**2 / sm)))
+            e_sgd, bn_sgd = sgd.params_from_stats(
+                float(mu @ mu), float(mu @ (h * mu)), float(np.sum(h * sm**2))
+            )
+            s_off, b_simple = 0.0, sgd.b_simple_from_stats(float(np.sum(sm**2)), float(mu @ mu))
+            s_h_s = float(h.sum())
+        else:
+            H = self.H
+            eps3, bn3 = sign.surge_params(self.mu, sm, H)
+            e_sgd, bn_sgd = sgd.params(self.mu, H, self.Sigma)
+            s_off, b_simple = sign.s_off(self.mu, sm, H), sgd.b_simple(self.mu, self.Sigma)
+            s = np.sign(self.mu)
+            s_h_s = float(s @ H @ s)
+        out = {
+            "d": self.d,
+            "s_off": s_off,
+            "b_noise_theory": bn3,
+            "eps_max_theory": eps3,
+            "regime_min": float(np.min(sign.regime_bound(self.mu, sm))),
+            "sgd_eps_max": e_sgd,
+            "sgd_b_noise": bn_sgd,
+            "b_simple": b_simple,
+        }
+        out["eps_large_batch"] = (
+            sign.large_batch_lr_from_stats(float(np.abs(self.mu).sum()), s_h_s)
+            if np.all(self.mu != 0)
+            else math.nan
+        )
         return out
-
-
-def _as_lowrank(M, name: str, d: int) -> NDArray[np.float64]:
-    a = np.asarray(M, dtype=np.float64)
-    if a.size == 0:
-        return np.zeros((d, 0))
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[0] != d:
-        raise ValueError(f"{name} must be (d={d}, r); got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    return a
 
 
 def _check_d(d: int, lo: int = 2) -> int:
@@ -164,8 +153,14 @@ def _signal(rng: np.random.Generator, d: int, r_lo: float, r_hi: float):
     return s * r * sigma, sigma, s
 
 
-def surge(seed: int = 0, d: int = 64, coupling: float = 1.0, aligned: bool = True,
-          h_min: float = 0.5, h_max: float = 1.5) -> Problem:
+def surge(
+    seed: int = 0,
+    d: int = 64,
+    coupling: float = 1.0,
+    aligned: bool = True,
+    h_min: float = 0.5,
+    h_max: float = 1.5,
+) -> Problem:
     """A problem that surges: H = diag(h) + u uᵀ, u aligned with sign(μ), h_i ∈ [0.5, 1.5].
 
     S_off = Σ_{i≠j} r_i r_j u_i u_j > 0 (r = μ/σ, all terms positive), so B_noise =
@@ -192,8 +187,14 @@ def surge(seed: int = 0, d: int = 64, coupling: float = 1.0, aligned: bool = Tru
         u = s * m
     h = np.exp(rng.uniform(math.log(h_min), math.log(h_max), d))
     U = (math.sqrt(coupling) * u)[:, None]
-    return Problem("surge", mu, sigma, h, U=U,
-                   notes="diag(h) + u u^T, u = sqrt(coupling) sign(mu): S_off > 0")
+    return Problem(
+        mu,
+        sigma,
+        h,
+        U=U,
+        name="surge",
+        notes="diag(h) + u u^T, u = sqrt(coupling) sign(mu): S_off > 0",
+    )
 
 
 def diagonal(seed: int = 0, d: int = 64) -> Problem:
@@ -201,7 +202,7 @@ def diagonal(seed: int = 0, d: int = 64) -> Problem:
     d = _check_d(d)
     rng = np.random.default_rng([seed, 2])
     mu, sigma, _ = _signal(rng, d, 0.01, 0.03)
-    return Problem("diagonal", mu, sigma, rng.uniform(0.5, 1.5, d), notes="H diagonal")
+    return Problem(mu, sigma, rng.uniform(0.5, 1.5, d), name="diagonal", notes="H diagonal")
 
 
 def negative_soff(seed: int = 0, d: int = 64, coupling: float = 1.0) -> Problem:
@@ -221,12 +222,19 @@ def negative_soff(seed: int = 0, d: int = 64, coupling: float = 1.0) -> Problem:
     mu = sg * r * sigma
     split = np.r_[np.ones(half), -np.ones(half)]
     U = (math.sqrt(coupling) * sg * split)[:, None]
-    return Problem("negative-soff", mu, sigma, rng.uniform(0.5, 1.5, d), U=U,
-                   notes="u = sqrt(coupling) sign(mu) * (+1,...,-1,...): S_off < 0")
+    return Problem(
+        mu,
+        sigma,
+        rng.uniform(0.5, 1.5, d),
+        U=U,
+        name="negative-soff",
+        notes="u = sqrt(coupling) sign(mu) * (+1,...,-1,...): S_off < 0",
+    )
 
 
-def dense(seed: int = 0, d: int = 32, cond: float = 10.0, top: float | None = None,
-          signal: float = 1.0) -> Problem:
+def dense(
+    seed: int = 0, d: int = 32, cond: float = 10.0, top: float | None = None, signal: float = 1.0
+) -> Problem:
     """Dense H = Q Λ Qᵀ, Q a random rotation whose first column is sign(μ)/√d (top eigenvector).
 
     Λ: one top eigenvalue ``top`` (default 4d) on sign(μ), the rest log-uniform in [1, cond].
@@ -246,8 +254,14 @@ def dense(seed: int = 0, d: int = 32, cond: float = 10.0, top: float | None = No
     lam[0] = 4.0 * d if top is None else float(top)
     c = float(lam.min())
     U = Q * np.sqrt(lam - c)
-    return Problem("dense", mu, sigma, np.full(d, c), U=U,
-                   notes="dense H = Q diag(lam) Q^T stored exactly as c I + Q sqrt(lam - c)")
+    return Problem(
+        mu,
+        sigma,
+        np.full(d, c),
+        U=U,
+        name="dense",
+        notes="dense H = Q diag(lam) Q^T stored exactly as c I + Q sqrt(lam - c)",
+    )
 
 
 def correlated(seed: int = 0, d: int = 64, rho: float = 0.3) -> Problem:
@@ -261,8 +275,12 @@ def correlated(seed: int = 0, d: int = 64, rho: float = 0.3) -> Problem:
     base = surge(seed, d)
     s = np.sign(base.mu)
     W = (math.sqrt(rho / (1.0 - rho)) * base.sigma * s)[:, None]
-    return replace(base, name="correlated", W=W,
-                   notes=f"surge + rank-1 noise correlation rho={rho} along sign(mu)")
+    return replace(
+        base,
+        name="correlated",
+        W=W,
+        notes=f"surge + rank-1 noise correlation rho={rho} along sign(mu)",
+    )
 
 
 def finite(seed: int = 0, d: int = 64, n_examples: int = 1024) -> Problem:
@@ -278,8 +296,13 @@ def finite(seed: int = 0, d: int = 64, n_examples: int = 1024) -> Problem:
     z = rng.normal(size=(n_examples, base.d)) * base.sigma
     z -= z.mean(axis=0)
     g = base.mu + z
-    return replace(base, name="finite", sigma=z.std(axis=0), examples=g,
-                   notes=f"N={n_examples} per-example gradients, batches without replacement")
+    return replace(
+        base,
+        name="finite",
+        sigma=z.std(axis=0),
+        examples=g,
+        notes=f"N={n_examples} per-example gradients, batches without replacement",
+    )
 
 
 def isotropic_scaled(d: int = 256, b_noise: float = 64.0, h: float = 1.0) -> Problem:
@@ -292,8 +315,21 @@ def isotropic_scaled(d: int = 256, b_noise: float = 64.0, h: float = 1.0) -> Pro
     d = _check_d(d)
     mu = np.full(d, 1.0 / math.sqrt(d))
     sigma = np.full(d, math.sqrt(b_noise / d))
-    return Problem("isotropic-scaled", mu, sigma, np.full(d, float(h)),
-                   notes="H = hI, tr Sigma = b_noise |G|^2")
+    return Problem(
+        mu,
+        sigma,
+        np.full(d, float(h)),
+        name="isotropic-scaled",
+        notes="H = hI, tr Sigma = b_noise |G|^2",
+    )
+
+
+def nqm(seed: int = 0, d: int = 10_000) -> Problem:
+    """The noisy quadratic model of Zhang et al. (2019): h_i = 1/i, noise covariance H, x0 = 1
+    (:func:`simulate.nqm.problem`)."""
+    from simulate import nqm as _nqm
+
+    return _nqm.problem(seed, d=_check_d(d, lo=1))
 
 
 PRESETS: dict[str, Callable[..., Problem]] = {
@@ -303,12 +339,13 @@ PRESETS: dict[str, Callable[..., Problem]] = {
     "negative-soff": negative_soff,
     "correlated": correlated,
     "finite": finite,
+    "nqm": nqm,
 }
 
 
 def make(name: str, seed: int = 0, **kw) -> Problem:
     """Build a preset by name (``surge``, ``dense``, ``diagonal``, ``negative-soff``,
-    ``correlated``, ``finite``)."""
+    ``correlated``, ``finite``, ``nqm``)."""
     if name not in PRESETS:
         raise ValueError(f"problem must be one of {sorted(PRESETS)}; got problem={name!r}")
     return PRESETS[name](seed, **kw)

@@ -49,20 +49,25 @@ NOISES = ("constant", "scaled")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Flat configuration of one grid (typed scalars; the *why* beside each)."""
+    """Flat configuration of one grid (typed scalars; the *why* beside each).
 
-    optimizer: str = "sign"           # sign = Adam(β1=β2=0): the update the surge theory covers
-    beta1: float = 0.9                # Adam only
-    beta2: float = 0.999              # Adam only
-    adam_eps: float = 1e-12           # Adam only; tiny so that β=0 Adam is exactly sign-SGD
-    targets: tuple[float, ...] = (0.3, 0.1, 0.03)  # fractions of L0, descending
-    further_steps: int = 10           # the paper's protocol (CNN: 10 further steps)
-    max_steps: int = 4000             # budget per run; runs short of a target are "not reached"
-    noise: str = "constant"           # constant per-example noise, or ∝ √(L/L0) ("scaled")
-    blowup: float = 1e3               # L > blowup·L0 counts as diverged
-    keep_positions: bool = True       # store x at each target (one-step theory along the path)
-    dtype: str = "float64"            # float32 halves memory traffic (bench); losses in float64
-    start_scale: float = 1.0          # x0 = start_scale·H⁻¹μ: start further out, gradient ×scale
+    ``optimizer``, ``targets`` and ``max_steps`` have no default: they define the experiment,
+    and the command that runs it (``surgelab simulate train`` / ``momentum`` / ``bench``)
+    chooses them. The rest are the optimisers' conventional constants.
+    """
+
+    optimizer: str  # sign = Adam(β1=β2=0): the update the surge theory covers
+    targets: tuple[float, ...]  # fractions of L0, descending
+    max_steps: int  # budget per run; runs short of a target are "not reached"
+    beta1: float = 0.9  # Adam only
+    beta2: float = 0.999  # Adam only
+    adam_eps: float = 1e-12  # Adam only; tiny so that β=0 Adam is exactly sign-SGD
+    further_steps: int = 10  # the paper's protocol (CNN: 10 further steps)
+    noise: str = "constant"  # constant per-example noise, or ∝ √(L/L0) ("scaled")
+    blowup: float = 1e3  # L > blowup·L0 counts as diverged
+    keep_positions: bool = True  # store x at each target (one-step theory along the path)
+    dtype: str = "float64"  # float32 halves memory traffic (bench); losses in float64
+    start_scale: float = 1.0  # x0 = start_scale·H⁻¹μ: start further out, gradient ×scale
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -71,8 +76,10 @@ class TrainConfig:
             raise ValueError(f"noise must be one of {NOISES}; got {self.noise=}")
         t = tuple(float(v) for v in self.targets)
         if not t or any(not 0 < v < 1 for v in t) or any(a <= b for a, b in itertools.pairwise(t)):
-            raise ValueError(f"targets must be fractions of L0 in (0, 1), strictly descending; "
-                             f"got targets={self.targets!r}")
+            raise ValueError(
+                f"targets must be fractions of L0 in (0, 1), strictly descending; "
+                f"got targets={self.targets!r}"
+            )
         object.__setattr__(self, "targets", t)
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
@@ -83,8 +90,9 @@ class TrainConfig:
         for name in ("further_steps", "max_steps"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < (0 if name == "further_steps" else 1):
-                raise ValueError(f"{name} must be a non-negative integer (max_steps >= 1); "
-                                 f"got {name}={v!r}")
+                raise ValueError(
+                    f"{name} must be a non-negative integer (max_steps >= 1); got {name}={v!r}"
+                )
         if not self.start_scale > 0:
             raise ValueError(f"start_scale must be > 0; got {self.start_scale=}")
         if self.dtype not in ("float64", "float32"):
@@ -105,7 +113,7 @@ class GridResult:
     B: NDArray[np.float64]
     lr: NDArray[np.float64]
     seed: NDArray[np.int64]
-    targets: NDArray[np.float64]          # absolute losses
+    targets: NDArray[np.float64]  # absolute losses
     loss0: float
     steps: NDArray[np.int64]
     loss_at: NDArray[np.float64]
@@ -131,30 +139,57 @@ class GridResult:
         for r in range(self.B.size):
             for k, tgt in enumerate(self.targets):
                 s = int(self.steps[r, k])
-                out.append({
-                    "B": float(self.B[r]), "lr": float(self.lr[r]), "seed": int(self.seed[r]),
-                    "target_index": k, "target": float(tgt), "target_frac": tgt / self.loss0,
-                    "reached": s >= 0, "diverged": bool(self.diverged[r]),
-                    "steps": s if s >= 0 else None,
-                    "examples": float(self.B[r]) * s if s >= 0 else None,
-                    "loss_at_target": _f(self.loss_at[r, k]),
-                    "loss_after": _f(self.loss_after[r, k]),
-                    "reduction": _f(self.loss_at[r, k] - self.loss_after[r, k]),
-                    "steps_run": int(self.steps_run[r]), "final_loss": _f(self.final_loss[r]),
-                })
+                out.append(
+                    {
+                        "B": float(self.B[r]),
+                        "lr": float(self.lr[r]),
+                        "seed": int(self.seed[r]),
+                        "target_index": k,
+                        "target": float(tgt),
+                        "target_frac": tgt / self.loss0,
+                        "reached": s >= 0,
+                        "diverged": bool(self.diverged[r]),
+                        "steps": s if s >= 0 else None,
+                        "examples": float(self.B[r]) * s if s >= 0 else None,
+                        "loss_at_target": _f(self.loss_at[r, k]),
+                        "loss_after": _f(self.loss_after[r, k]),
+                        "reduction": _f(self.loss_at[r, k] - self.loss_after[r, k]),
+                        "steps_run": int(self.steps_run[r]),
+                        "final_loss": _f(self.final_loss[r]),
+                    }
+                )
         return out
 
     @staticmethod
     def concat(parts: Sequence[GridResult]) -> GridResult:
         if not parts:
             raise ValueError("parts must not be empty")
-        cat = {f: np.concatenate([getattr(p, f) for p in parts])
-               for f in ("B", "lr", "seed", "steps", "loss_at", "loss_after", "diverged",
-                         "steps_run", "final_loss")}
-        xr = (np.concatenate([p.x_reach for p in parts])
-              if all(p.x_reach is not None for p in parts) else None)
-        return GridResult(targets=parts[0].targets, loss0=parts[0].loss0, x_reach=xr,
-                          config=parts[0].config, **cat)
+        cat = {
+            f: np.concatenate([getattr(p, f) for p in parts])
+            for f in (
+                "B",
+                "lr",
+                "seed",
+                "steps",
+                "loss_at",
+                "loss_after",
+                "diverged",
+                "steps_run",
+                "final_loss",
+            )
+        }
+        xr = (
+            np.concatenate([p.x_reach for p in parts])
+            if all(p.x_reach is not None for p in parts)
+            else None
+        )
+        return GridResult(
+            targets=parts[0].targets,
+            loss0=parts[0].loss0,
+            x_reach=xr,
+            config=parts[0].config,
+            **cat,
+        )
 
 
 def _f(v: float) -> float | None:
@@ -175,13 +210,21 @@ class _Cast:
 
 
 def start_point(problem: Problem) -> NDArray[np.float64]:
-    """x0 = H⁻¹ μ: the first true gradient H x0 equals the problem's μ."""
+    """x0 = H⁻¹ μ: the first true gradient H x0 equals the problem's μ (O(d) when H is diagonal)."""
+    if problem.U.shape[1] == 0 and np.all(problem.h > 0):
+        return problem.mu / problem.h
     return np.linalg.solve(problem.H, problem.mu)
 
 
-def run_runs(problem: Problem, B: NDArray, lr: NDArray, seed_index: NDArray,
-             config: TrainConfig, rng_key: Sequence[int],
-             progress: Callable[[int], None] | None = None) -> GridResult:
+def run_runs(
+    problem: Problem,
+    B: NDArray,
+    lr: NDArray,
+    seed_index: NDArray,
+    config: TrainConfig,
+    rng_key: Sequence[int],
+    progress: Callable[[int], None] | None = None,
+) -> GridResult:
     """Train R runs (one array program) from x0; run r has batch size B[r] and rate lr[r].
 
     Args:
@@ -198,8 +241,10 @@ def run_runs(problem: Problem, B: NDArray, lr: NDArray, seed_index: NDArray,
     seed_index = np.asarray(seed_index, dtype=np.int64)
     R = B.size
     if lr.shape != (R,) or seed_index.shape != (R,):
-        raise ValueError(f"B, lr and seed_index must have the same (R,) shape; "
-                         f"got {B.shape}, {lr.shape}, {seed_index.shape}")
+        raise ValueError(
+            f"B, lr and seed_index must have the same (R,) shape; "
+            f"got {B.shape}, {lr.shape}, {seed_index.shape}"
+        )
     as_batch_sizes(B, "B")
     as_vector(lr, "lr", positive=True)
     rng = np.random.default_rng(list(rng_key))
@@ -260,8 +305,11 @@ def run_runs(problem: Problem, B: NDArray, lr: NDArray, seed_index: NDArray,
         if act.size == 0 or t == cfg.max_steps:
             break
         z = rng.standard_normal(x.shape, dtype=dt)
-        scale = (noise_std if cfg.noise == "constant"
-                 else noise_std * np.sqrt(loss / L0).astype(dt)[:, None])
+        scale = (
+            noise_std
+            if cfg.noise == "constant"
+            else noise_std * np.sqrt(loss / L0).astype(dt)[:, None]
+        )
         g = Hx + scale * z
         if has_w:
             zw = rng.standard_normal((x.shape[0], problem.W.shape[1]), dtype=dt)
@@ -283,10 +331,21 @@ def run_runs(problem: Problem, B: NDArray, lr: NDArray, seed_index: NDArray,
             x = x - a_lr * upd
         if progress is not None:
             progress(1)
-    return GridResult(B=B, lr=lr, seed=seed_index, targets=targets, loss0=L0, steps=steps,
-                      loss_at=loss_at, loss_after=loss_after, diverged=diverged,
-                      steps_run=steps_run, final_loss=final_loss, x_reach=x_reach,
-                      config=asdict(cfg))
+    return GridResult(
+        B=B,
+        lr=lr,
+        seed=seed_index,
+        targets=targets,
+        loss0=L0,
+        steps=steps,
+        loss_at=loss_at,
+        loss_after=loss_after,
+        diverged=diverged,
+        steps_run=steps_run,
+        final_loss=final_loss,
+        x_reach=x_reach,
+        config=asdict(cfg),
+    )
 
 
 def grid_runs(batch_sizes: Iterable[float], lrs: Iterable[float], n_seeds: int):
@@ -299,12 +358,19 @@ def grid_runs(batch_sizes: Iterable[float], lrs: Iterable[float], n_seeds: int):
     return BB.ravel(), EE.ravel(), SS.ravel().astype(np.int64)
 
 
-def run_grid(problem: Problem, batch_sizes: Iterable[float], lrs: Iterable[float],
-             n_seeds: int, config: TrainConfig, seed: int = 0, *,
-             chunk_by_batch: bool = True,
-             done: dict[int, GridResult] | None = None,
-             on_chunk: Callable[[int, GridResult], None] | None = None,
-             progress: Callable[[int], None] | None = None) -> GridResult:
+def run_grid(
+    problem: Problem,
+    batch_sizes: Iterable[float],
+    lrs: Iterable[float],
+    n_seeds: int,
+    config: TrainConfig,
+    seed: int = 0,
+    *,
+    chunk_by_batch: bool = True,
+    done: dict[int, GridResult] | None = None,
+    on_chunk: Callable[[int, GridResult], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> GridResult:
     """The full (B, lr, seed) grid, one chunk per batch size (or one chunk for everything).
 
     Chunk j uses the random stream ``default_rng([seed, j])``, so a chunk's result does not
@@ -331,6 +397,7 @@ def run_grid(problem: Problem, batch_sizes: Iterable[float], lrs: Iterable[float
 
 # ---------------------------------------------------------------- analysis (pure, on results)
 
+
 def per_cell(res: GridResult, k: int) -> dict[str, NDArray]:
     """Seed-averaged statistics per (B, lr) cell for target k.
 
@@ -339,9 +406,16 @@ def per_cell(res: GridResult, k: int) -> dict[str, NDArray]:
     """
     Bu, lu = np.unique(res.B), np.unique(res.lr)
     shape = (Bu.size, lu.size)
-    out = {"B": Bu, "lr": lu, "steps": np.full(shape, np.nan), "steps_se": np.full(shape, np.nan),
-           "reduction": np.full(shape, np.nan), "reduction_se": np.full(shape, np.nan),
-           "diverged": np.zeros(shape), "reached": np.zeros(shape)}
+    out = {
+        "B": Bu,
+        "lr": lu,
+        "steps": np.full(shape, np.nan),
+        "steps_se": np.full(shape, np.nan),
+        "reduction": np.full(shape, np.nan),
+        "reduction_se": np.full(shape, np.nan),
+        "diverged": np.zeros(shape),
+        "reached": np.zeros(shape),
+    }
     ib = np.searchsorted(Bu, res.B)
     il = np.searchsorted(lu, res.lr)
     for i in range(Bu.size):
@@ -359,8 +433,9 @@ def per_cell(res: GridResult, k: int) -> dict[str, NDArray]:
             ok = np.isfinite(red)
             if ok.any():
                 out["reduction"][i, j] = red[ok].mean()
-                out["reduction_se"][i, j] = (red[ok].std(ddof=1) / math.sqrt(ok.sum())
-                                             if ok.sum() > 1 else 0.0)
+                out["reduction_se"][i, j] = (
+                    red[ok].std(ddof=1) / math.sqrt(ok.sum()) if ok.sum() > 1 else 0.0
+                )
     return out
 
 
@@ -393,9 +468,14 @@ def fit_targets(res: GridResult) -> list[dict]:
     for k in range(res.targets.size):
         bl = best_lrs(res, k, "steps")
         ok = np.isfinite(bl["steps"])
-        row = {"target_index": k, "target": float(res.targets[k]),
-               "target_frac": float(res.targets[k] / res.loss0), "n_points": int(ok.sum()),
-               "b_noise_fit": math.nan, "s_min_fit": math.nan}
+        row = {
+            "target_index": k,
+            "target": float(res.targets[k]),
+            "target_frac": float(res.targets[k] / res.loss0),
+            "n_points": int(ok.sum()),
+            "b_noise_fit": math.nan,
+            "s_min_fit": math.nan,
+        }
         if ok.sum() >= 2:
             bn, sm = efficiency.fit_b_noise(bl["steps"][ok], bl["examples"][ok])
             row.update(b_noise_fit=bn, s_min_fit=sm)
@@ -415,26 +495,45 @@ def one_step_along(problem: Problem, res: GridResult, config: TrainConfig) -> li
     """
     if res.x_reach is None:
         raise ValueError("res has no positions: run with TrainConfig(keep_positions=True)")
-    H = problem.H
+    # a diagonal problem (no U, W, examples) in O(d): never build the dense d × d matrices
+    diagonal = problem.U.shape[1] == 0 and problem.W.shape[1] == 0 and problem.examples is None
+    H = None if diagonal else problem.H
+    var0 = problem.sigma**2 if diagonal else np.diag(problem.Sigma)
+    tr_h_sig0 = float(np.sum(problem.h * var0)) if diagonal else float(np.sum(H * problem.Sigma))
     out = []
     for k in range(res.targets.size):
         bl = best_lrs(res, k, "steps")
         scale = float(res.targets[k] / res.loss0) if config.noise == "scaled" else 1.0
-        Sig = problem.Sigma * scale
+        var = var0 * scale
         vals: dict[str, list[float]] = {"sgd": [], "simple": [], "sign": []}
         for b, e in zip(bl["B"], bl["lr"]):
             if not np.isfinite(e):
                 continue
             sel = (res.B == b) & (res.lr == e) & (res.steps[:, k] >= 0)
-            G = H @ np.mean(res.x_reach[sel, k].astype(np.float64), axis=0)
-            vals["sgd"].append(float(np.sum(H * Sig)) / float(G @ H @ G))
-            vals["simple"].append(float(np.trace(Sig)) / float(G @ G))
-            vals["sign"].append(sign.surge_params(G, np.sqrt(np.diag(Sig)), H)[1]
-                                if np.all(G != 0) else math.inf)
+            G = problem.hvp(np.mean(res.x_reach[sel, k].astype(np.float64), axis=0))
+            vals["sgd"].append(tr_h_sig0 * scale / float(G @ problem.hvp(G)))
+            vals["simple"].append(float(np.sum(var)) / float(G @ G))
+            if not np.all(G != 0):
+                vals["sign"].append(math.inf)
+            elif diagonal:  # S_off = 0: no peak (Theorem 3)
+                sd = np.sqrt(var)
+                vals["sign"].append(
+                    sign.surge_params_from_stats(
+                        float(problem.h.sum()), 0.0, float(np.sum(G**2 / sd))
+                    )[1]
+                )
+            else:
+                vals["sign"].append(sign.surge_params(G, np.sqrt(var), H)[1])
         med = {n: float(np.median(v)) if v else math.nan for n, v in vals.items()}
-        out.append({"target_index": k, "target_frac": float(res.targets[k] / res.loss0),
-                    "b_noise_sgd_1step": med["sgd"], "b_simple_1step": med["simple"],
-                    "b_noise_sign_1step": med["sign"]})
+        out.append(
+            {
+                "target_index": k,
+                "target_frac": float(res.targets[k] / res.loss0),
+                "b_noise_sgd_1step": med["sgd"],
+                "b_simple_1step": med["simple"],
+                "b_noise_sign_1step": med["sign"],
+            }
+        )
     return out
 
 
@@ -444,9 +543,11 @@ def surge_fit(bl: dict[str, NDArray], b_noise: float) -> dict[str, float]:
     if ok.sum() < 1 or not (np.isfinite(b_noise) and b_noise > 0):
         return {"eps_max_adam": math.nan, "eps_max_sgd1": math.nan, "eps_max_sgd05": math.nan}
     b, e = bl["B"][ok], bl["lr"][ok]
-    return {"eps_max_adam": efficiency.eps_max_adam(b, e, b_noise),
-            "eps_max_sgd1": efficiency.eps_max_sgd(b, e, b_noise, 1.0),
-            "eps_max_sgd05": efficiency.eps_max_sgd(b, e, b_noise, 0.5)}
+    return {
+        "eps_max_adam": efficiency.eps_max_adam(b, e, b_noise),
+        "eps_max_sgd1": efficiency.eps_max_sgd(b, e, b_noise, 1.0),
+        "eps_max_sgd05": efficiency.eps_max_sgd(b, e, b_noise, 0.5),
+    }
 
 
 def expected_steps_isotropic(problem: Problem, B: float, lr: float, target_frac: float) -> float:
@@ -468,8 +569,9 @@ def expected_steps_isotropic(problem: Problem, B: float, lr: float, target_frac:
     return float(math.ceil(math.log(1.0 / target_frac) / math.log(1.0 / rho) - 1e-12))
 
 
-def analyse(problem: Problem, res: GridResult, config: TrainConfig,
-            protocol_target: int = 0) -> tuple[list[dict], list[dict], list[dict], dict]:
+def analyse(
+    problem: Problem, res: GridResult, config: TrainConfig, protocol_target: int = 0
+) -> tuple[list[dict], list[dict], list[dict], dict]:
     """Everything ``simulate train`` reports, as tables (plots read only these).
 
     Returns:
@@ -483,35 +585,52 @@ def analyse(problem: Problem, res: GridResult, config: TrainConfig,
     """
     cells, best, fits = [], [], []
     fit_rows = fit_targets(res)
-    one = one_step_along(problem, res, config) if res.x_reach is not None else \
-        [{} for _ in fit_rows]
+    one = (
+        one_step_along(problem, res, config) if res.x_reach is not None else [{} for _ in fit_rows]
+    )
     for k, fr in enumerate(fit_rows):
         c = per_cell(res, k)
         for i, bb in enumerate(c["B"]):
             for j, e in enumerate(c["lr"]):
-                cells.append({"target_index": k, "target_frac": fr["target_frac"],
-                              "B": float(bb), "lr": float(e),
-                              "steps_mean": _f(c["steps"][i, j]),
-                              "steps_se": _f(c["steps_se"][i, j]),
-                              "reduction_mean": _f(c["reduction"][i, j]),
-                              "reduction_se": _f(c["reduction_se"][i, j]),
-                              "fraction_reached": float(c["reached"][i, j]),
-                              "fraction_diverged": float(c["diverged"][i, j])})
+                cells.append(
+                    {
+                        "target_index": k,
+                        "target_frac": fr["target_frac"],
+                        "B": float(bb),
+                        "lr": float(e),
+                        "steps_mean": _f(c["steps"][i, j]),
+                        "steps_se": _f(c["steps_se"][i, j]),
+                        "reduction_mean": _f(c["reduction"][i, j]),
+                        "reduction_se": _f(c["reduction_se"][i, j]),
+                        "fraction_reached": float(c["reached"][i, j]),
+                        "fraction_diverged": float(c["diverged"][i, j]),
+                    }
+                )
         bs, br = best_lrs(res, k, "steps"), best_lrs(res, k, "reduction")
         bn = fr["b_noise_fit"]
         curves = surge_fit(br, bn)
         for i, bb in enumerate(bs["B"]):
-            row = {"target_index": k, "target_frac": fr["target_frac"], "B": float(bb),
-                   "lr_best_steps": _f(bs["lr"][i]), "steps_best": _f(bs["steps"][i]),
-                   "examples_best": _f(bs["examples"][i]),
-                   "lr_best_reduction": _f(br["lr"][i]), "reduction_best": _f(br["reduction"][i]),
-                   "lr_fit_adam": math.nan, "lr_fit_sgd1": math.nan, "lr_fit_sgd05": math.nan}
+            row = {
+                "target_index": k,
+                "target_frac": fr["target_frac"],
+                "B": float(bb),
+                "lr_best_steps": _f(bs["lr"][i]),
+                "steps_best": _f(bs["steps"][i]),
+                "examples_best": _f(bs["examples"][i]),
+                "lr_best_reduction": _f(br["lr"][i]),
+                "reduction_best": _f(br["reduction"][i]),
+                "lr_fit_adam": math.nan,
+                "lr_fit_sgd1": math.nan,
+                "lr_fit_sgd05": math.nan,
+            }
             if math.isfinite(curves["eps_max_adam"]):
                 row["lr_fit_adam"] = float(sign.surge_lr(bb, curves["eps_max_adam"], bn))
-                row["lr_fit_sgd1"] = float(efficiency.sgd_form_lr(bb, curves["eps_max_sgd1"],
-                                                                  bn, 1.0))
-                row["lr_fit_sgd05"] = float(efficiency.sgd_form_lr(bb, curves["eps_max_sgd05"],
-                                                                   bn, 0.5))
+                row["lr_fit_sgd1"] = float(
+                    efficiency.sgd_form_lr(bb, curves["eps_max_sgd1"], bn, 1.0)
+                )
+                row["lr_fit_sgd05"] = float(
+                    efficiency.sgd_form_lr(bb, curves["eps_max_sgd05"], bn, 0.5)
+                )
             best.append({kk: _f(v) if isinstance(v, float) else v for kk, v in row.items()})
         fits.append({**fr, **{kk: v for kk, v in one[k].items() if kk not in fr}, **curves})
     f0 = fits[protocol_target]
@@ -529,15 +648,22 @@ def analyse(problem: Problem, res: GridResult, config: TrainConfig,
             ratio = float(bl["lr"][last] / bl["lr"][i])
             interior = bool(int(np.nonzero(has)[0][0]) < i < last)
             # a fall: the largest batch's best lr at least half a grid cell below the maximum
-            peaks.append({"b_at_max_best_lr": float(bl["B"][i]),
-                          "last_over_max_best_lr": ratio,
-                          "falls": bool(interior and ratio < 1.0 / math.sqrt(q))})
+            peaks.append(
+                {
+                    "b_at_max_best_lr": float(bl["B"][i]),
+                    "last_over_max_best_lr": ratio,
+                    "falls": bool(interior and ratio < 1.0 / math.sqrt(q)),
+                }
+            )
         else:
             peaks.append({})
     summary = {
-        "problem": problem.name, "d": problem.d, "optimizer": config.optimizer,
+        "problem": problem.name,
+        "d": problem.d,
+        "optimizer": config.optimizer,
         "best_lr_steps_shape_per_target": peaks,
-        "noise": config.noise, "n_runs": int(res.B.size),
+        "noise": config.noise,
+        "n_runs": int(res.B.size),
         "n_diverged": int(res.diverged.sum()),
         "n_not_reached_first_target": int((res.steps[:, 0] < 0).sum() - res.diverged.sum()),
         "targets_frac": [f["target_frac"] for f in fits],
@@ -545,10 +671,12 @@ def analyse(problem: Problem, res: GridResult, config: TrainConfig,
         "s_min_fit_per_target": [f["s_min_fit"] for f in fits],
         "b_noise_sgd_1step_per_target": [f.get("b_noise_sgd_1step", math.nan) for f in fits],
         "b_noise_sign_1step_per_target": [f.get("b_noise_sign_1step", math.nan) for f in fits],
-        "b_noise_grows_as_loss_falls": bool(len(ok) == len(bfin) and len(ok) >= 2
-                                            and all(a < b for a, b in itertools.pairwise(ok))),
+        "b_noise_grows_as_loss_falls": bool(
+            len(ok) == len(bfin) and len(ok) >= 2 and all(a < b for a, b in itertools.pairwise(ok))
+        ),
         "protocol_target_frac": f0["target_frac"],
-        "eps_max_adam": f0["eps_max_adam"], "eps_max_sgd1": f0["eps_max_sgd1"],
+        "eps_max_adam": f0["eps_max_adam"],
+        "eps_max_sgd1": f0["eps_max_sgd1"],
         "eps_max_sgd05": f0["eps_max_sgd05"],
         "start_theory": problem.theory(),
     }

@@ -94,7 +94,7 @@ extern "C" void emu_sgd(unsigned grid, const double* mu, const double* sigma, co
 class EmulatedLauncher:
     """cuda_backend's launcher interface, running moments.cu built for the host."""
 
-    sm_count = 2                    # a small grid: several blocks, each looping over samples
+    sm_count = 2  # a small grid: several blocks, each looping over samples
     max_threads_per_sm = 512
 
     def __init__(self, workdir: Path, cxx: str) -> None:
@@ -113,8 +113,19 @@ class EmulatedLauncher:
         if options not in self.libs:
             out = self.workdir / f"emu{len(self.libs)}.so"
             flags = [o for o in options if o.startswith(("-D", "-I"))]
-            cmd = [self.cxx, "-std=c++20", "-O0", "-pthread", "-shared", "-fPIC",
-                   "-ffp-contract=off", *flags, "-o", str(out), str(self.workdir / "driver.cpp")]
+            cmd = [
+                self.cxx,
+                "-std=c++20",
+                "-O0",
+                "-pthread",
+                "-shared",
+                "-fPIC",
+                "-ffp-contract=off",
+                *flags,
+                "-o",
+                str(out),
+                str(self.workdir / "driver.cpp"),
+            ]
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
             assert res.returncode == 0, res.stderr
             self.libs[options] = ctypes.CDLL(str(out))
@@ -144,10 +155,15 @@ def emulator(tmp_path_factory):
         pytest.skip("g++ not found (needed to build the host emulation of moments.cu)")
     work = tmp_path_factory.mktemp("emu")
     probe = work / "probe.cpp"
-    probe.write_text("#include <barrier>\n"
-                     "int main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
-    res = subprocess.run([cxx, "-std=c++20", "-pthread", "-o", str(work / "probe"), str(probe)],
-                         capture_output=True, text=True, timeout=120)
+    probe.write_text(
+        "#include <barrier>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n"
+    )
+    res = subprocess.run(
+        [cxx, "-std=c++20", "-pthread", "-o", str(work / "probe"), str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if res.returncode != 0:
         pytest.skip(f"{cxx} cannot build C++20 <barrier> code: {res.stderr[:200]}")
     return EmulatedLauncher(work, cxx)
@@ -157,31 +173,40 @@ def _problem(d, r, k, seed):
     rng = np.random.default_rng(seed)
     sigma = rng.uniform(0.5, 2.0, d)
     mu = rng.normal(size=d) * sigma * 0.3
-    mu[0] = 0.0                                      # a μ_i = 0 coordinate: v = sign(n_i)
-    return kernels.QuadraticProblem(mu, sigma, rng.uniform(0.1, 2.0, d),
-                                    rng.normal(size=(d, r)) if r else None,
-                                    rng.normal(size=(d, k)) * 0.5 if k else None)
+    mu[0] = 0.0  # a μ_i = 0 coordinate: v = sign(n_i)
+    return kernels.QuadraticProblem(
+        mu,
+        sigma,
+        rng.uniform(0.1, 2.0, d),
+        rng.normal(size=(d, r)) if r else None,
+        rng.normal(size=(d, k)) * 0.5 if k else None,
+    )
 
 
 @pytest.mark.parametrize("update", ["sign", "sgd"])
-@pytest.mark.parametrize("shape", [
-    (1, 0, 0, 1, 5),          # one coordinate, one batch size
-    (17, 3, 2, 4, 11),        # partial Philox block, ζ sharing a block, grid-stride samples
-    (300, 2, 1, 6, 4),        # d above one tile (256 at 64 threads)
-], ids=lambda s: "d{}-r{}-k{}-nb{}-n{}".format(*s))
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 0, 0, 1, 5),  # one coordinate, one batch size
+        (17, 3, 2, 4, 11),  # partial Philox block, ζ sharing a block, grid-stride samples
+        (300, 2, 1, 6, 4),  # d above one tile (256 at 64 threads)
+    ],
+    ids=lambda s: "d{}-r{}-k{}-nb{}-n{}".format(*s),
+)
 def test_emulated_cuda_equals_numba(emulator, update, shape):
     """moments.cu (host-emulated) gives numba's moments to rounding, unsorted batch sizes."""
     d, r, k, nb, n = shape
     p = _problem(d, r, k, seed=d + r)
     B = np.geomspace(1.0, 3000.0, nb)[::-1].copy()
     k1, k2 = centring(p, B, update)
-    sums = cuda_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=2**32 - 2,
-                                     launcher=emulator)
+    sums = cuda_backend.shifted_sums(
+        p, B, n, update, 77, k1, k2, first_sample=2**32 - 2, launcher=emulator
+    )
     m1, m2, se1, se2, _ = from_shifted_sums(sums, k1, k2, n)
-    ref = kernels.update_moments(p, B, n, update=update, seed=77, backend="numba",
-                                 first_sample=2**32 - 2)
-    v = np.ones(d) if update == "sign" else (
-        np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)))
+    ref = kernels.update_moments(
+        p, B, n, update=update, seed=77, backend="numba", first_sample=2**32 - 2
+    )
+    v = np.ones(d) if update == "sign" else (np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)))
     s1 = float(np.abs(p.mu) @ v)
     s2 = float(np.abs(p.h) @ v**2 + 4.0 * np.sum((np.abs(p.U).T @ v) ** 2))
     assert np.allclose(m1, ref.m1, rtol=0, atol=kernel_rounding_tol(s1, d + k + n))
@@ -202,14 +227,18 @@ def test_emulated_cuda_splits_many_batch_sizes(emulator):
     assert np.allclose(m2, ref.m2, rtol=0, atol=kernel_rounding_tol(np.abs(p.h).sum(), 20))
 
 
-@pytest.mark.parametrize(("d", "r", "k", "nb", "n", "update"), [
-    (65, 0, 3, 1, 1, "sign"),     # d = 64-thread block + 1, one sample, rank 0 with ζ
-    (1025, 33, 0, 8, 2, "sign"),  # d = 1024-coordinate tile + 1; 272 pairs: 2 a thread, partial
-    (40, 31, 1, 2, 3, "sign"),    # 64 pairs: exactly the 64-thread block, with ζ
-    (40, 32, 0, 2, 3, "sign"),    # 66 pairs: a 96-thread block, the last warp mostly idle
-    (5, 31, 0, 64, 2, "sign"),    # 2048 pairs overflow shared memory: two launches of 32
-    (7, 1, 2, 300, 1, "sgd"),     # 300 batch sizes > 256 threads: two sgd launches, n = 1
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("d", "r", "k", "nb", "n", "update"),
+    [
+        (65, 0, 3, 1, 1, "sign"),  # d = 64-thread block + 1, one sample, rank 0 with ζ
+        (1025, 33, 0, 8, 2, "sign"),  # d = 1024-coordinate tile + 1; 272 pairs: 2 a thread, partial
+        (40, 31, 1, 2, 3, "sign"),  # 64 pairs: exactly the 64-thread block, with ζ
+        (40, 32, 0, 2, 3, "sign"),  # 66 pairs: a 96-thread block, the last warp mostly idle
+        (5, 31, 0, 64, 2, "sign"),  # 2048 pairs overflow shared memory: two launches of 32
+        (7, 1, 2, 300, 1, "sgd"),  # 300 batch sizes > 256 threads: two sgd launches, n = 1
+    ],
+    ids=lambda v: str(v),
+)
 def test_emulated_edge_shapes_equal_numba_sums(emulator, d, r, k, nb, n, update):
     """The raw shifted sums (n = 1 allowed here) equal numba's on shapes at the edges of the
     launch geometry: one past a block or a tile, pair counts at and just past a warp multiple,
@@ -219,11 +248,9 @@ def test_emulated_edge_shapes_equal_numba_sums(emulator, d, r, k, nb, n, update)
     p = _problem(d, r, k, seed=d + r)
     B = np.geomspace(1.0, 3000.0, nb)[::-1].copy()
     k1, k2 = centring(p, B, update)
-    got = cuda_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=5,
-                                    launcher=emulator)
+    got = cuda_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=5, launcher=emulator)
     want = numba_backend.shifted_sums(p, B, n, update, 77, k1, k2, first_sample=5)
-    v = np.ones(d) if update == "sign" else (
-        np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)))
+    v = np.ones(d) if update == "sign" else (np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)))
     s1 = float(np.abs(p.mu) @ v)
     s2 = float(np.abs(p.h) @ v**2 + 4.0 * np.sum((np.abs(p.U).T @ v) ** 2))
     tol = kernel_rounding_tol(max(s1, s2, 1.0), d + k + n)
@@ -272,11 +299,27 @@ def test_emulated_kernels_have_no_shared_memory_races(emulator):
     (work / "tsan_main.cpp").write_text(TSAN_MAIN)
     flags = [o for o in cuda_backend.compile_options(d, r, k, nb, geom) if o.startswith("-D")]
     exe = work / "tsan_emu"
-    res = subprocess.run([emulator.cxx, "-std=c++20", "-O1", "-g", "-pthread",
-                          "-fsanitize=thread", "-ffp-contract=off", f"-I{cuda_backend.HERE}",
-                          f"-I{work}", *flags, "-o", str(exe), str(work / "driver.cpp"),
-                          str(work / "tsan_main.cpp")], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [
+            emulator.cxx,
+            "-std=c++20",
+            "-O1",
+            "-g",
+            "-pthread",
+            "-fsanitize=thread",
+            "-ffp-contract=off",
+            f"-I{cuda_backend.HERE}",
+            f"-I{work}",
+            *flags,
+            "-o",
+            str(exe),
+            str(work / "driver.cpp"),
+            str(work / "tsan_main.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if res.returncode != 0:
         pytest.skip(f"no ThreadSanitizer build here: {res.stderr[:200]}")
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)

@@ -20,26 +20,34 @@ SHAPES = [  # (d, r, k, nB, n_samples): block-size multiples and not
     (5, 2, 0, 3, 333),
     (17, 3, 2, 4, 1000),
     (256, 1, 0, 16, 517),
-    (641, 8, 1, 16, 2049),       # d > one tile (640 coordinates at 160 threads)
-    (1000, 15, 0, 16, 64),       # 256 pairs: exactly one per thread
-    (300, 31, 3, 20, 300),       # 640 pairs: 3 pairs per thread, the last partial
+    (641, 8, 1, 16, 2049),  # d > one tile (640 coordinates at 160 threads)
+    (1000, 15, 0, 16, 64),  # 256 pairs: exactly one per thread
+    (300, 31, 3, 20, 300),  # 640 pairs: 3 pairs per thread, the last partial
 ]
 
 
 def _problem(d, r, k, seed=0):
     rng = np.random.default_rng(seed)
     sigma = rng.uniform(0.5, 2.0, d)
-    return kernels.QuadraticProblem(rng.normal(size=d) * sigma * 0.3, sigma,
-                                    rng.uniform(0.1, 2.0, d),
-                                    rng.normal(size=(d, r)) if r else None,
-                                    rng.normal(size=(d, k)) * 0.5 if k else None)
+    return kernels.QuadraticProblem(
+        rng.normal(size=d) * sigma * 0.3,
+        sigma,
+        rng.uniform(0.1, 2.0, d),
+        rng.normal(size=(d, r)) if r else None,
+        rng.normal(size=(d, k)) * 0.5 if k else None,
+    )
 
 
 def _scales(p, B, update):
-    v = np.ones(p.d) if update == "sign" else (
-        np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)) / np.sqrt(np.min(B)))
-    return (float(np.abs(p.mu) @ v),
-            float(np.abs(p.h) @ v**2 + 4.0 * np.sum((np.abs(p.U).T @ v) ** 2)))
+    v = (
+        np.ones(p.d)
+        if update == "sign"
+        else (np.abs(p.mu) + 7.0 * (p.sigma + np.abs(p.W).sum(1)) / np.sqrt(np.min(B)))
+    )
+    return (
+        float(np.abs(p.mu) @ v),
+        float(np.abs(p.h) @ v**2 + 4.0 * np.sum((np.abs(p.U).T @ v) ** 2)),
+    )
 
 
 @pytest.mark.parametrize("update", ["sign", "sgd"])

@@ -64,11 +64,15 @@ def test_numba_equals_reference(update, shape):
     """
     d, r, k, nb = shape
     rng = np.random.default_rng(d * 100 + r * 10 + k)
-    p = kernels.QuadraticProblem(rng.normal(size=d), rng.uniform(0.3, 3, d),
-                                 rng.uniform(0.1, 2, d), rng.normal(size=(d, r)) if r else None,
-                                 rng.normal(size=(d, k)) if k else None)
+    p = kernels.QuadraticProblem(
+        rng.normal(size=d),
+        rng.uniform(0.3, 3, d),
+        rng.uniform(0.1, 2, d),
+        rng.normal(size=(d, r)) if r else None,
+        rng.normal(size=(d, k)) if k else None,
+    )
     B = np.array([7.0, 1.0, 300.0, 2.5][:nb])
-    n = 700                                   # not a multiple of numba's 64-sample chunks
+    n = 700  # not a multiple of numba's 64-sample chunks
     a = kernels.update_moments(p, B, n, update=update, seed=12345, backend="reference")
     b = kernels.update_moments(p, B, n, update=update, seed=12345, backend="numba")
     s1, s2 = _rounding_scales(p, B, update)
@@ -113,8 +117,9 @@ def test_independent_noise_matches_theory(backend, update, case):
     else:
         eps_max, b_noise = sgd.params(mu, p.hessian(), sigma**2)
         lr = sgd.optimal_lr(B, eps_max, b_noise)
-    assert mc_close(m.optimal_lr(), lr, m.optimal_lr_se(),
-                    floor=fp_tol(condition=(s1 + s2) * p.d) * np.abs(lr))
+    assert mc_close(
+        m.optimal_lr(), lr, m.optimal_lr_se(), floor=fp_tol(condition=(s1 + s2) * p.d) * np.abs(lr)
+    )
 
 
 @settings(max_examples=12)
@@ -159,8 +164,9 @@ def test_common_random_numbers_and_reproducibility():
     """Same seed → identical numbers; batch sizes share samples (order of B is irrelevant);
     disjoint sample ranges are independent draws that pool to the full-range estimate."""
     rng = np.random.default_rng(3)
-    p = kernels.QuadraticProblem(rng.normal(size=6), np.ones(6), np.ones(6),
-                                 rng.normal(size=(6, 2)))
+    p = kernels.QuadraticProblem(
+        rng.normal(size=6), np.ones(6), np.ones(6), rng.normal(size=(6, 2))
+    )
     B = np.array([1.0, 10.0, 100.0])
     a = kernels.update_moments(p, B, 512, seed=5, backend="numba")
     b = kernels.update_moments(p, B[::-1], 512, seed=5, backend="numba")
@@ -174,48 +180,71 @@ def test_common_random_numbers_and_reproducibility():
     assert np.allclose((lo.m2 + hi.m2) / 2, a.m2, rtol=0, atol=kernel_rounding_tol(s2, 512))
 
 
-def test_result_helpers():
-    """optimal_lr = m1/m2, expected_gain is the (nB, nLR) table ε m1 − ½ε² m2, maximal at m1/m2."""
-    p = kernels.QuadraticProblem([1.0, -0.5, 0.2], [1.0, 2.0, 0.5], [1.0, 2.0, 3.0])
-    m = kernels.update_moments(p, [1, 4, 16], 1000, update="sign", seed=0, backend="numba")
-    assert np.array_equal(m.optimal_lr(), m.m1 / m.m2)
-    lrs = np.linspace(0.0, 1.0, 7)
+def test_result_helpers_against_closed_form_and_per_sample_values():
+    """The helpers against numbers computed without them.
+
+    d = 1 SGD: v = μ + σz/√B, so m1 = μ² and m2 = h(μ² + σ²/B) exactly; ε_opt = m1/m2 and
+    ΔL_opt = μ⁴/(2 m2) must hold within 5 SE (their delta-method SEs), the (nB, nLR) table's
+    maximum over a fine lr grid must sit at ε_opt (within one grid step), and the table's SEs
+    must equal the spread of the per-sample gains ε x1 − ½ε² x2 of the reference stream
+    (brute force over the same Philox samples) to rounding.
+    """
+    from kernels import reference
+
+    mu, sig, h = 1.0, 1.5, 2.0
+    B = np.array([1.0, 4.0, 64.0])
+    p = kernels.QuadraticProblem([mu], [sig], [h])
+    n = 4000
+    m = kernels.update_moments(p, B, n, update="sgd", seed=3, backend="numba")
+    m2 = h * (mu**2 + sig**2 / B)
+    assert mc_close(m.optimal_lr(), mu**2 / m2, m.optimal_lr_se())
+    assert mc_close(m.optimal_gain(), mu**4 / (2 * m2), m.optimal_gain_se())
+    assert np.all(m.optimal_lr_se() > 0) and np.all(m.optimal_gain_se() > 0)
+    lrs = np.linspace(0.0, 1.0, 4001)
     table = m.expected_gain(lrs)
-    assert table.shape == (3, 7)
-    assert np.allclose(table[1], lrs * m.m1[1] - 0.5 * lrs**2 * m.m2[1], rtol=fp_tol())
-    assert np.allclose(m.expected_gain(m.optimal_lr()[1])[1, 0], m.optimal_gain()[1],
-                       rtol=fp_tol())
-    se = m.expected_gain_se(lrs)
-    assert se.shape == (3, 7) and se[0, 0] == 0.0 and np.all(se[:, 1:] > 0)
-    assert np.all(m.optimal_lr_se() > 0)
+    assert table.shape == (3, lrs.size)
+    assert np.all(np.abs(lrs[table.argmax(axis=1)] - mu**2 / m2) <= lrs[1] + 5 * m.optimal_lr_se())
+    x1, x2 = reference.per_sample(p, B, n, "sgd", 3, 0)
+    e = np.array([0.1, 0.3, 0.7])
+    gains = e * x1[..., None] - 0.5 * e**2 * x2[..., None]  # (n, nB, nLR)
+    assert np.allclose(m.expected_gain(e), gains.mean(axis=0), rtol=fp_tol(n))
+    assert np.allclose(
+        m.expected_gain_se(e), gains.std(axis=0, ddof=1) / np.sqrt(n), rtol=fp_tol(n)
+    )
 
 
 def test_ratio_se_is_calibrated():
     """The delta-method SE of m1/m2 matches the spread of m1/m2 over independent sample ranges."""
-    p = kernels.QuadraticProblem([0.3, -0.2, 0.1, 0.4], [1.0, 1.0, 1.0, 1.0], [1.0] * 4,
-                                 U=[[0.5], [0.5], [0.5], [0.5]])
-    reps = [kernels.update_moments(p, [2.0], 200, seed=11, backend="numba", first_sample=200 * i)
-            for i in range(60)]
+    p = kernels.QuadraticProblem(
+        [0.3, -0.2, 0.1, 0.4], [1.0, 1.0, 1.0, 1.0], [1.0] * 4, U=[[0.5], [0.5], [0.5], [0.5]]
+    )
+    reps = [
+        kernels.update_moments(p, [2.0], 200, seed=11, backend="numba", first_sample=200 * i)
+        for i in range(60)
+    ]
     ratios = np.array([m.optimal_lr()[0] for m in reps])
     se = np.median([m.optimal_lr_se()[0] for m in reps])
     # the sample std of 60 draws is within ±30% of the true std with probability > 0.99
     assert 0.7 < ratios.std(ddof=1) / se < 1.3
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"batch_sizes": [-1.0]}, "batch size"),
-    ({"batch_sizes": [1.0, np.nan]}, "batch_sizes"),
-    ({"batch_sizes": [[1.0]]}, "batch_sizes"),
-    ({"n_samples": 0}, "n_samples"),
-    ({"n_samples": 1}, "n_samples"),
-    ({"n_samples": 2.5}, "n_samples"),
-    ({"n_samples": 2**64}, "n_samples"),      # was numpy's "Maximum allowed dimension exceeded"
-    ({"update": "adam"}, "update"),
-    ({"backend": "opencl"}, "backend"),
-    ({"seed": -1}, "seed"),
-    ({"seed": 2**64}, "seed"),
-    ({"first_sample": -3}, "first_sample"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"batch_sizes": [-1.0]}, "batch size"),
+        ({"batch_sizes": [1.0, np.nan]}, "batch_sizes"),
+        ({"batch_sizes": [[1.0]]}, "batch_sizes"),
+        ({"n_samples": 0}, "n_samples"),
+        ({"n_samples": 1}, "n_samples"),
+        ({"n_samples": 2.5}, "n_samples"),
+        ({"n_samples": 2**64}, "n_samples"),  # was numpy's "Maximum allowed dimension exceeded"
+        ({"update": "adam"}, "update"),
+        ({"backend": "opencl"}, "backend"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**64}, "seed"),
+        ({"first_sample": -3}, "first_sample"),
+    ],
+)
 def test_bad_arguments_name_themselves(kwargs, name):
     """Each bad argument raises ValueError naming it."""
     p = kernels.QuadraticProblem([1.0], [1.0], [1.0])
@@ -224,18 +253,21 @@ def test_bad_arguments_name_themselves(kwargs, name):
         kernels.update_moments(p, args.pop("batch_sizes"), args.pop("n_samples"), **args)
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [
-    ({"mu": [1.0, np.nan]}, "mu"),
-    ({"mu": []}, "mu"),
-    ({"sigma": [1.0]}, "sigma"),
-    ({"sigma": [1.0, 0.0]}, "sigma"),
-    ({"sigma": [1.0, -1.0]}, "sigma"),
-    ({"h": [1.0, np.inf]}, "h"),
-    ({"h": [1.0, 1.0, 1.0]}, "h"),
-    ({"U": np.ones((3, 1))}, "U"),
-    ({"U": [[np.nan], [1.0]]}, "U"),
-    ({"W": np.ones((2, 2, 2))}, "W"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"mu": [1.0, np.nan]}, "mu"),
+        ({"mu": []}, "mu"),
+        ({"sigma": [1.0]}, "sigma"),
+        ({"sigma": [1.0, 0.0]}, "sigma"),
+        ({"sigma": [1.0, -1.0]}, "sigma"),
+        ({"h": [1.0, np.inf]}, "h"),
+        ({"h": [1.0, 1.0, 1.0]}, "h"),
+        ({"U": np.ones((3, 1))}, "U"),
+        ({"U": [[np.nan], [1.0]]}, "U"),
+        ({"W": np.ones((2, 2, 2))}, "W"),
+    ],
+)
 def test_bad_problem_names_the_argument(kwargs, name):
     """QuadraticProblem validates shapes, finiteness and σ > 0, naming the argument."""
     args = {"mu": [1.0, 2.0], "sigma": [1.0, 1.0], "h": [1.0, 1.0], **kwargs}
@@ -277,13 +309,13 @@ def test_exact_ties_give_sign_zero():
     n = normals(4, np.arange(2, dtype=np.uint64), 3)
     B = np.array([4.0, 1.0])
     s = 1.0 / np.sqrt(B)
-    mu = np.array([-(n[0, 0] * s[0]), -(n[0, 1] * s[1]), 0.7])     # ties in sample 0 only
+    mu = np.array([-(n[0, 0] * s[0]), -(n[0, 1] * s[1]), 0.7])  # ties in sample 0 only
     p = kernels.QuadraticProblem(mu, np.ones(3), np.ones(3), U=[[1.0], [2.0], [0.5]])
     a = kernels.update_moments(p, B, 2, seed=4, backend="reference")
     b = kernels.update_moments(p, B, 2, seed=4, backend="numba")
     assert np.allclose(a.m1, b.m1, rtol=0, atol=fp_tol(condition=np.abs(mu).sum()))
     assert np.allclose(a.m2, b.m2, rtol=0, atol=fp_tol(condition=30.0))
-    assert np.sign(mu[0] + n[0, 0] * s[0]) == 0.0                  # the tie really happens
+    assert np.sign(mu[0] + n[0, 0] * s[0]) == 0.0  # the tie really happens
 
 
 def test_numba_memory_does_not_grow_with_samples_times_d():
@@ -291,11 +323,12 @@ def test_numba_memory_does_not_grow_with_samples_times_d():
     float64 array (8·n·d = 410 MB) would need — the backend streams samples, never stores them.
     """
     from kernels import bench
+    from surgelab.cmd_kernels import _reset_peak_rss
 
     p = bench.make_problem(bench.Case(20_000, 4, 8, 200))
     B = bench.batch_grid(8)
-    kernels.update_moments(p, B, 200, seed=0, backend="numba")           # JIT, thread pool
-    before = bench._reset_peak_rss()
+    kernels.update_moments(p, B, 200, seed=0, backend="numba")  # JIT, thread pool
+    before = _reset_peak_rss()
     if before is None:
         pytest.skip("peak RSS cannot be reset here (/proc/self/clear_refs is Linux-only)")
     kernels.update_moments(p, B, 3_200, seed=0, backend="numba")
@@ -307,32 +340,39 @@ def test_numba_sample_indices_beyond_2_63():
     """first_sample ≥ 2⁶³ (allowed: first_sample + n_samples ≤ 2⁶⁴) draws the reference's
     samples. The numba kernels used to take first_sample as a Python int: after any call with a
     small one (an int64 specialisation) a larger one raised OverflowError."""
-    p = kernels.QuadraticProblem([0.3, -0.2, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0],
-                                 U=[[1.0], [0.5], [0.2]], W=[0.3, 0.0, -0.4])
+    p = kernels.QuadraticProblem(
+        [0.3, -0.2, 0.1],
+        [1.0, 1.0, 1.0],
+        [1.0, 1.0, 1.0],
+        U=[[1.0], [0.5], [0.2]],
+        W=[0.3, 0.0, -0.4],
+    )
     B = np.array([1.0, 10.0])
     s1, s2 = _rounding_scales(p, B, "sgd")
     for update in ("sign", "sgd"):
         kernels.update_moments(p, B, 8, update=update, seed=3, backend="numba")  # small first
         for first in (2**63 - 3, 2**63 + 5, 2**64 - 8):
-            a = kernels.update_moments(p, B, 8, update=update, seed=3, backend="reference",
-                                       first_sample=first)
-            b = kernels.update_moments(p, B, 8, update=update, seed=3, backend="numba",
-                                       first_sample=first)
+            a = kernels.update_moments(
+                p, B, 8, update=update, seed=3, backend="reference", first_sample=first
+            )
+            b = kernels.update_moments(
+                p, B, 8, update=update, seed=3, backend="numba", first_sample=first
+            )
             assert np.allclose(a.m1, b.m1, rtol=0, atol=kernel_rounding_tol(s1, 20))
             assert np.allclose(a.m2, b.m2, rtol=0, atol=kernel_rounding_tol(s2, 20))
 
 
 @pytest.mark.parametrize(("update", "rank"), [("sign", 2100), ("sgd", 700)])
-def test_auto_falls_back_to_cpu_when_the_kernels_cannot_take_the_problem(monkeypatch, update,
-                                                                         rank):
+def test_auto_falls_back_to_cpu_when_the_kernels_cannot_take_the_problem(monkeypatch, update, rank):
     """backend="auto" on a GPU machine must not fail on a valid problem: ranks whose shared
     memory no cuda launch can hold (kernels.launch.geometry raises) run on numba instead."""
     from kernels import _backend, cuda_backend
 
-    monkeypatch.setattr(_backend, "has_cuda", lambda: True)      # pretend cupy sees a GPU
+    monkeypatch.setattr(_backend, "has_cuda", lambda: True)  # pretend cupy sees a GPU
     rng = np.random.default_rng(0)
-    p = kernels.QuadraticProblem([0.5, -0.2, 0.1], np.ones(3), np.ones(3),
-                                 U=rng.normal(size=(3, rank)) * 0.01)
+    p = kernels.QuadraticProblem(
+        [0.5, -0.2, 0.1], np.ones(3), np.ones(3), U=rng.normal(size=(3, rank)) * 0.01
+    )
     m = kernels.update_moments(p, [1.0, 4.0], 16, update=update, seed=0)
     assert m.backend == "numba"
     assert not cuda_backend.supports(p, update)
@@ -350,17 +390,24 @@ def test_auto_survives_a_numba_that_does_not_import(tmp_path):
     fake = tmp_path / "numba"
     fake.mkdir()
     (fake / "__init__.py").write_text('raise ImportError("Numba needs NumPy 1.0 or less")\n')
-    code = ("import kernels\n"
-            "p = kernels.QuadraticProblem([1.0, -0.5], [1.0, 1.0], [1.0, 1.0])\n"
-            "print(kernels.update_moments(p, [1.0, 4.0], 8, seed=0).backend)\n"
-            "try:\n"
-            "    kernels.update_moments(p, [1.0], 8, seed=0, backend='numba')\n"
-            "except RuntimeError as e:\n"
-            "    print(e)\n")
+    code = (
+        "import kernels\n"
+        "p = kernels.QuadraticProblem([1.0, -0.5], [1.0, 1.0], [1.0, 1.0])\n"
+        "print(kernels.update_moments(p, [1.0, 4.0], 8, seed=0).backend)\n"
+        "try:\n"
+        "    kernels.update_moments(p, [1.0], 8, seed=0, backend='numba')\n"
+        "except RuntimeError as e:\n"
+        "    print(e)\n"
+    )
     root = str(Path(kernels.__file__).resolve().parent.parent)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=root,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])})
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), root])},
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == "reference"

@@ -22,8 +22,11 @@ CU_FILES = sorted(KERNELS.glob("*.cu"))
 KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
     ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
 ]
 
 #: normals are √(−2 ln u)·{cos, sin}: log differs by ≤ 1 ulp between libms, the polynomial and
@@ -46,8 +49,9 @@ def test_philox_known_answers(ctr, key, want):
 def test_numba_stream_equals_numpy(seed):
     """Same integers bit for bit (64-bit seeds and sample indices) and normals to a few ulp."""
     blocks = np.array([0, 1, 2, 5, 2**20, 2**32 - 1], dtype=np.uint64)
-    assert np.array_equal(nb.raw_blocks(seed, SAMPLES, blocks),
-                          philox.raw_block(seed, SAMPLES, blocks))
+    assert np.array_equal(
+        nb.raw_blocks(seed, SAMPLES, blocks), philox.raw_block(seed, SAMPLES, blocks)
+    )
     a = nb.normals(seed, SAMPLES, 23)
     b = philox.normals(seed, SAMPLES, 23)
     assert np.all(np.abs(a - b) <= NORMAL_ULPS * EPS * np.maximum(np.abs(b), 1.0))
@@ -55,8 +59,12 @@ def test_numba_stream_equals_numpy(seed):
 
 def test_numba_sincos_equals_numpy_bitwise():
     """The branch-free numba sin/cos is the numpy specification bit for bit, in every octant."""
-    x = np.concatenate([np.arange(0, 2**32, 2**32 // 4099, dtype=np.uint64),
-                        np.array([0, 2**29 - 1, 2**29, 2**30, 2**31, 2**32 - 1], np.uint64)])
+    x = np.concatenate(
+        [
+            np.arange(0, 2**32, 2**32 // 4099, dtype=np.uint64),
+            np.array([0, 2**29 - 1, 2**29, 2**30, 2**31, 2**32 - 1], np.uint64),
+        ]
+    )
     got = np.array([nb.sincos_turn(np.uint64(v)) for v in x])
     s, c = philox.sincos_turn(x)
     assert np.array_equal(got[:, 0], s) and np.array_equal(got[:, 1], c)
@@ -65,11 +73,15 @@ def test_numba_sincos_equals_numpy_bitwise():
 def test_sincos_turn_accuracy():
     """The exactly-reduced polynomial sin/cos of 2πu is within 4 ulp (absolute, |·| ≤ 1) of
     numpy's libm on 2πu — itself off by the rounding of 2πu (≤ 1 ulp of 2π)."""
-    x = np.concatenate([np.arange(0, 2**32, 65537, dtype=np.uint64),
-                        np.array([0, 2**29 - 1, 2**29, 2**30, 2**31, 2**32 - 1], np.uint64)])
+    x = np.concatenate(
+        [
+            np.arange(0, 2**32, 65537, dtype=np.uint64),
+            np.array([0, 2**29 - 1, 2**29, 2**30, 2**31, 2**32 - 1], np.uint64),
+        ]
+    )
     s, c = philox.sincos_turn(x)
     t = 2.0 * np.pi * (x.astype(np.float64) + 0.5) * 2.0**-32
-    tol = 4 * EPS + 2 * np.pi * EPS           # polynomial + the angle's own rounding
+    tol = 4 * EPS + 2 * np.pi * EPS  # polynomial + the angle's own rounding
     assert np.max(np.abs(s - np.sin(t))) <= tol and np.max(np.abs(c - np.cos(t))) <= tol
     assert np.allclose(s**2 + c**2, 1.0, rtol=0, atol=8 * EPS)
 
@@ -84,7 +96,7 @@ def test_normals_are_standard():
     lanes = z.reshape(-1, 4)
     c = np.corrcoef(lanes.T)[np.triu_indices(4, 1)]
     assert np.all(np.abs(c) <= 5 / np.sqrt(lanes.shape[0]))
-    assert np.abs(z).max() < 6.8            # the 32-bit uniform grid bounds |z| by 6.76
+    assert np.abs(z).max() < 6.8  # the 32-bit uniform grid bounds |z| by 6.76
 
 
 @pytest.mark.parametrize("path", CU_FILES, ids=lambda p: p.name)
@@ -97,8 +109,16 @@ def test_every_cu_file_compiles_for_sm90(nvcc, path, tmp_path):
             d, r, k, nb_ = shape
             geom = launch.geometry(d, 1000, nb_, r, noise_rank=k)
             opts = cuda_backend.compile_options(d, r, k, nb_, geom)
-        cmd = [nvcc, "-arch=sm_90", "--ptx", *(o for o in opts if o != "--std=c++17"),
-               "-std=c++17", "-o", str(tmp_path / "out.ptx"), str(path)]
+        cmd = [
+            nvcc,
+            "-arch=sm_90",
+            "--ptx",
+            *(o for o in opts if o != "--std=c++17"),
+            "-std=c++17",
+            "-o",
+            str(tmp_path / "out.ptx"),
+            str(path),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr
 
@@ -142,8 +162,12 @@ def test_moments_cu_compiles_with_nvrtc(shape, update):
     geom = launch.geometry(d, 1000, nb_, r, noise_rank=k, update=update)
     opts = [*cuda_backend.compile_options(d, r, k, nb_, geom), "-arch=compute_90"]
     prog = ctypes.c_void_p()
-    assert lib.nvrtcCreateProgram(ctypes.byref(prog), cuda_backend.source().encode(),
-                                  b"moments.cu", 0, None, None) == 0
+    assert (
+        lib.nvrtcCreateProgram(
+            ctypes.byref(prog), cuda_backend.source().encode(), b"moments.cu", 0, None, None
+        )
+        == 0
+    )
     arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
     rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
     size = ctypes.c_size_t()
@@ -158,23 +182,52 @@ def test_moments_cu_compiles_with_nvrtc(shape, update):
 def host_lib(nvcc, tmp_path_factory):
     """kernels/philox_host.cu (philox.cuh's __host__ __device__ code) built for the host."""
     out = tmp_path_factory.mktemp("cuda_host") / "libsurge_host.so"
-    cmd = [nvcc, "-shared", "-Xcompiler", "-fPIC", "-Xcompiler", "-ffp-contract=off",
-           f"-I{KERNELS}", "-o", str(out), str(KERNELS / "philox_host.cu")]
+    cmd = [
+        nvcc,
+        "-shared",
+        "-Xcompiler",
+        "-fPIC",
+        "-Xcompiler",
+        "-ffp-contract=off",
+        f"-I{KERNELS}",
+        "-o",
+        str(out),
+        str(KERNELS / "philox_host.cu"),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         pytest.fail(f"host build of philox_host.cu failed:\n{res.stderr}")
     lib = ctypes.CDLL(str(out))
     p = np.ctypeslib.ndpointer
-    lib.surge_host_raw_blocks.argtypes = [ctypes.c_uint64, p(np.uint64), ctypes.c_int,
-                                          p(np.uint32), ctypes.c_int, p(np.uint32)]
-    lib.surge_host_normals.argtypes = [ctypes.c_uint64, p(np.uint64), ctypes.c_int,
-                                       ctypes.c_int, p(np.float64)]
-    lib.surge_host_sincos_turn.argtypes = [p(np.uint32), ctypes.c_int, p(np.float64),
-                                           p(np.float64)]
-    lib.surge_host_sign_update.argtypes = [p(np.float64)] * 5 + [ctypes.c_int] * 2 + [
-        p(np.float64), ctypes.c_int, p(np.float64), p(np.float64)]
-    lib.surge_host_sign_thresholds.argtypes = [p(np.float64), p(np.float64), ctypes.c_int,
-                                               p(np.float64), ctypes.c_int, p(np.int32)]
+    lib.surge_host_raw_blocks.argtypes = [
+        ctypes.c_uint64,
+        p(np.uint64),
+        ctypes.c_int,
+        p(np.uint32),
+        ctypes.c_int,
+        p(np.uint32),
+    ]
+    lib.surge_host_normals.argtypes = [
+        ctypes.c_uint64,
+        p(np.uint64),
+        ctypes.c_int,
+        ctypes.c_int,
+        p(np.float64),
+    ]
+    lib.surge_host_sincos_turn.argtypes = [p(np.uint32), ctypes.c_int, p(np.float64), p(np.float64)]
+    lib.surge_host_sign_update.argtypes = (
+        [p(np.float64)] * 5
+        + [ctypes.c_int] * 2
+        + [p(np.float64), ctypes.c_int, p(np.float64), p(np.float64)]
+    )
+    lib.surge_host_sign_thresholds.argtypes = [
+        p(np.float64),
+        p(np.float64),
+        ctypes.c_int,
+        p(np.float64),
+        ctypes.c_int,
+        p(np.int32),
+    ]
     return lib
 
 
@@ -206,19 +259,20 @@ def test_cuda_source_sign_update_equals_reference(host_lib):
     sigma, z = rng.uniform(0.5, 2, d), rng.normal(size=d)
     W, zeta = rng.normal(size=(d, k)), rng.normal(size=k)
     sb = 1.0 / np.sqrt(np.array([1.0, 2.0, 10.0, 1e3, 1e6, 1e12]))
-    z[3] = 0.0                                # n = 0 with k = 0 below: v = sign(μ)
+    z[3] = 0.0  # n = 0 with k = 0 below: v = sign(μ)
     noise, v = np.empty(d), np.empty((d, nbs))
     host_lib.surge_host_sign_update(mu, sigma, z, W, zeta, d, k, sb, nbs, noise, v)
     want = sigma * z
-    for t in range(k):                         # left to right, as the numba backend
+    for t in range(k):  # left to right, as the numba backend
         want = want + W[:, t] * zeta[t]
     assert np.array_equal(noise, want)
     assert np.array_equal(v, np.sign(mu[:, None] + want[:, None] * sb[None, :]))
     # exact ties: μ = −n·s_b gives G = 0, sign 0
     mu2, z2 = np.array([-0.5, 0.0, 0.25]), np.array([0.5, 0.0, -0.25])
     noise2, v2 = np.empty(3), np.empty((3, 1))
-    host_lib.surge_host_sign_update(mu2, np.ones(3), z2, np.zeros(1), np.zeros(1), 3, 0,
-                                    np.ones(1), 1, noise2, v2)
+    host_lib.surge_host_sign_update(
+        mu2, np.ones(3), z2, np.zeros(1), np.zeros(1), 3, 0, np.ones(1), 1, noise2, v2
+    )
     assert np.array_equal(v2[:, 0], [0.0, 0.0, 0.0])
 
 
@@ -236,12 +290,12 @@ def test_cuda_sign_thresholds_equal_direct_signs(host_lib):
     noise = rng.normal(size=d) * rng.choice([0.1, 1.0, 10.0], d)
     mu[:5] = 0.0
     noise[5:10] = 0.0
-    B = np.sort(np.concatenate([np.geomspace(1.0, 1e6, 29), [4.0]]))     # ascending
-    sb = 1.0 / np.sqrt(B)                                                 # descending
-    mu[10:20] = -(noise[10:20] * sb[7])                                   # exact ties at b = 7
+    B = np.sort(np.concatenate([np.geomspace(1.0, 1e6, 29), [4.0]]))  # ascending
+    sb = 1.0 / np.sqrt(B)  # descending
+    mu[10:20] = -(noise[10:20] * sb[7])  # exact ties at b = 7
     t = np.empty((d, 2), np.int32)
     host_lib.surge_host_sign_thresholds(mu, noise, d, sb, sb.size, t)
     got = _signs_from_thresholds(t[:, 0], t[:, 1], np.sign(noise), np.sign(mu), sb.size)
     want = np.sign(mu[:, None] + noise[:, None] * sb[None, :])
     assert np.array_equal(got, want)
-    assert np.any(want[10:20, 7] == 0.0)                                  # ties did occur
+    assert np.any(want[10:20, 7] == 0.0)  # ties did occur

@@ -1,29 +1,38 @@
-"""End-to-end: `surgelab run` at a tiny scale produces a report true to its parts' summaries."""
+"""End-to-end: `surgelab run` at a tiny scale gives a report true to its parts."""
 
 from __future__ import annotations
 
 import html
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from theory.rundir import read_json
-from validate import pipeline
-from validate.report import HEADLINE_KEYS, fmt, lookup
+from surgelab import cli
+from surgelab import run as main_job
 
 TINY = ["--workload", "synthetic-mlp", "--preset", "tiny", "--workers", "1"]
+
+
+def _run(argv: list[str]) -> int:
+    return cli.main(["run", *argv])
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    rc = pipeline.main([*TINY, "--out", str(out)])
+    rc = _run([*TINY, "--out", str(out)])
     assert rc == 0, "surgelab run failed at the tiny scale; see the report's part statuses"
     return out
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
 
 
 def _headline_blob(page: str) -> list[dict]:
@@ -43,42 +52,110 @@ def test_report_files_exist_and_embed_every_figure(tiny_run):
     md = (tiny_run / "report.md").read_text()
     for fig in figures:
         assert f"{fig.parent.name}/{fig.name}" in md
+    for part in main_job.PART_KEYS:
+        assert (tiny_run / part / ".done").is_file(), f"part {part} did not finish"
 
 
-def test_headline_numbers_equal_the_parts_summaries(tiny_run):
-    """Every headline value equals the value in that part's summary.json, and is shown as such."""
+def test_headline_theory_count_is_the_registry_size(tiny_run):
+    """The theory part's headline counts every derivation in the registry, none failing."""
+    from theory import derive
+
+    blob = {
+        (h["part"], h["key"]): h["value"]
+        for h in _headline_blob((tiny_run / "report.html").read_text())
+    }
+    summary = _json(tiny_run / "theory" / "summary.json")
+    assert summary["n_results"] == len(derive.REGISTRY)
+    assert summary["n_failed"] == 0
+    assert blob[("theory", "n_results")] == len(derive.REGISTRY)
+
+
+def test_headline_surge_numbers_match_an_independent_computation(tiny_run):
+    """Theorem 3's B_noise in the surge headline equals the closed form on the same problem."""
+    from simulate import problems
+    from theory import sign
+
+    blob = {
+        (h["part"], h["key"]): h["value"]
+        for h in _headline_blob((tiny_run / "report.html").read_text())
+    }
+    cfg = _json(tiny_run / "surge" / "config.json")
+    p = problems.make(cfg["problem"], cfg["seed"])
+    _, b_noise = sign.surge_params(p.mu, p.marginal_std(), p.H)
+    assert blob[("surge", "b_noise_theory")] == pytest.approx(b_noise, rel=1e-12)
+
+
+def test_reproduce_command_gives_the_same_numbers(tiny_run, tmp_path, capsys):
+    """The command the report prints under "Reproduce" for the surge part, run on its own,
+    writes the same summary (the Monte Carlo stream is keyed by the seed)."""
+    md = (tiny_run / "report.md").read_text()
+    line = next(ln for ln in md.splitlines() if ln.startswith("surgelab simulate surge"))
+    argv = shlex.split(line)[1:]
+    assert cli.main([*argv, "--out", str(tmp_path / "again")]) == 0
+    a = _json(tiny_run / "surge" / "summary.json")
+    b = _json(tmp_path / "again" / "summary.json")
+    for key in ("b_peak_mc", "eps_peak_mc", "b_noise_theory", "b_peak_exact"):
+        assert np.isclose(a[key], b[key], rtol=1e-12), key
+
+
+def test_every_headline_value_is_in_its_parts_summary(tiny_run):
+    """Each headline entry is a top-level key of that part's summary.json (an element of it,
+    with ``index``), with that value; headline.json holds the same list."""
     page = (tiny_run / "report.html").read_text()
     blob = _headline_blob(page)
-    expected_keys = {(p, k) for p, k, _ in HEADLINE_KEYS}
-    assert blob, "no headline numbers at all"
-    parts_seen = {h["part"] for h in blob}
-    assert {"theory", "surge", "train", "real", "estimate"} <= parts_seen
+    assert {"theory", "surge", "train", "real", "estimate"} <= {h["part"] for h in blob}
     for h in blob:
-        assert (h["part"], h["key"]) in expected_keys
-        summary = read_json(tiny_run / h["part"] / "summary.json")
-        assert lookup(summary, h["key"]) == h["value"]
-        assert html.escape(fmt(h["value"])) in page
-    assert read_json(tiny_run / "headline.json") == {f"{h['part']}.{h['key']}": h["value"]
-                                                     for h in blob}
+        summary = _json(tiny_run / h["part"] / "summary.json")
+        listed = {(e["key"], e.get("index")): e["value"] for e in summary["headline"]}
+        assert listed[h["key"], h.get("index")] == h["value"]
+        value = summary[h["key"]]
+        value = value[h["index"]] if "index" in h else value
+        assert value == h["value"], (h["part"], h["key"])
+    saved = _json(tiny_run / "headline.json")
+    assert [(h["part"], h["key"]) for h in saved["headline"]] == [
+        (h["part"], h["key"]) for h in blob
+    ]
+    assert saved["verdicts"], "no verdict lines"
 
 
-def test_rerun_resumes_without_recomputing(tiny_run, capsys):
+def test_rerun_resumes_without_recomputing(tiny_run):
     """A second run into the same folder reuses every finished part."""
-    mtimes = {p: p.stat().st_mtime for p in tiny_run.glob("*/summary.json")}
-    assert pipeline.main([*TINY, "--out", str(tiny_run)]) == 0
-    assert {p: p.stat().st_mtime for p in tiny_run.glob("*/summary.json")} == mtimes
-    assert "finished earlier; resumed" in (tiny_run / "report.md").read_text()
+    mtimes = {p: p.stat().st_mtime_ns for p in tiny_run.glob("*/summary.json")}
+    assert _run([*TINY, "--out", str(tiny_run)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in tiny_run.glob("*/summary.json")} == mtimes
+    assert "finished earlier; reused" in (tiny_run / "report.md").read_text()
 
 
-def test_bad_part_name_is_a_clear_error(tmp_path, capsys):
-    """An unknown --parts entry exits 2 and names the valid parts."""
-    assert pipeline.main(["--parts", "theory,nope", "--out", str(tmp_path)]) == 2
-    assert "nope" in capsys.readouterr().err
+def test_rerun_with_other_flags_recomputes_the_changed_parts(tiny_run, tmp_path):
+    """A part is reused only when its config is unchanged: new flags rerun it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    theory_before = (copy / "theory" / "summary.json").stat().st_mtime_ns
+    real_before = (copy / "real" / "summary.json").stat().st_mtime_ns
+    flags = [*TINY[:-1], "2", "--parts", "theory,real", "--out", str(copy)]  # --workers 2
+    assert _run(flags) == 0
+    assert (copy / "theory" / "summary.json").stat().st_mtime_ns == theory_before
+    assert (copy / "real" / "summary.json").stat().st_mtime_ns != real_before
+    assert _json(copy / "real" / "config.json")["workers"] == 2
+
+
+def test_preset_paper_maps_to_the_workloads_table1_grid():
+    """`--preset paper` runs the workload's Table-1 preset; a workload without one is refused."""
+    cfg = main_job.RunConfig(preset="paper", parts=("real",))
+    real = next(p for p in main_job.PARTS if p.key == "real").make(cfg)
+    assert real.preset == "paper-fmnist-large"
+    surge = next(p for p in main_job.PARTS if p.key == "surge").make(cfg)
+    assert surge.n_samples == main_job.SCALE_OVERRIDES["paper"]["surge"]["n_samples"]
+    with pytest.raises(ValueError, match="--preset"):
+        main_job.RunConfig(preset="paper", workload="synthetic-mlp")
 
 
 def _browser() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which(
-        "google-chrome")
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
 
 
 @pytest.mark.browser
@@ -87,47 +164,28 @@ def test_report_opens_in_headless_browser(tiny_run, tmp_path):
     exe = _browser()
     if exe is None:
         pytest.skip("no Chromium on PATH (apt-get install chromium to run this test)")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = (tiny_run / "report.html").resolve().as_uri()
-    res = subprocess.run([exe, *flags, "--dump-dom", url], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [exe, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "id=\"headline-table\"" in res.stdout
+    assert 'id="headline-table"' in res.stdout
     assert res.stdout.count("<img") == len(sorted(tiny_run.glob("*/*.png")))
     shot = tmp_path / "shot.png"
-    res = subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [exe, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0 and shot.stat().st_size > 10_000, res.stderr[-2000:]
-
-
-def test_preset_paper_maps_to_the_workloads_table1_grid(tmp_path, monkeypatch):
-    """`--preset paper` runs the workload's Table-1 preset; a workload without one is an error."""
-    seen = []
-
-    def fake_run_part(spec, args, root):
-        seen.append((spec.key, spec.argv(args, root / spec.key)))
-        raise KeyboardInterrupt  # stop after recording the first real-data command
-
-    monkeypatch.setattr(pipeline, "run_part", fake_run_part)
-    assert pipeline.main(["--preset", "paper", "--parts", "real", "--out", str(tmp_path)]) == 130
-    argv = seen[0][1]
-    assert argv[argv.index("--preset") + 1] == "paper-fmnist-large"
-    assert pipeline.main(["--preset", "paper", "--workload", "synthetic-mlp",
-                          "--out", str(tmp_path / "b")]) == 2
-
-
-def test_rerun_with_other_flags_recomputes_the_changed_parts(tiny_run, tmp_path):
-    """A part is reused only when its command line is unchanged: new flags rerun it."""
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_run, copy)
-    before = (copy / "theory" / "summary.json").stat().st_mtime
-    real_before = (copy / "real" / "summary.json").stat().st_mtime
-    assert pipeline.main([*TINY, "--parts", "theory,real", "--out", str(copy),
-                          "--download"]) == 0
-    # theory's command does not take --download: reused; the real part's changed: rerun
-    assert (copy / "theory" / "summary.json").stat().st_mtime == before
-    assert (copy / "real" / "summary.json").stat().st_mtime != real_before

@@ -10,7 +10,6 @@ import pytest
 from simulate import problems
 from simulate.surge import (
     default_batch_sizes,
-    refine_peak,
     run_surge,
 )
 from tests.tolerances import (
@@ -34,8 +33,11 @@ def _cell(b: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def surge_runs():
     out = {}
-    for name, prob in [("surge", problems.surge(0)), ("dense", problems.dense(0)),
-                       ("surge-1", problems.surge(1, d=48))]:
+    for name, prob in [
+        ("surge", problems.surge(0)),
+        ("dense", problems.dense(0)),
+        ("surge-1", problems.surge(1, d=48)),
+    ]:
         out[name] = (prob, *run_surge(prob, GRID, N_SAMPLES, seed=0, backend="auto"))
     return out
 
@@ -59,14 +61,17 @@ def test_mc_peak_matches_theorem3_b_noise(surge_runs, name):
     (2·z²/3 with z² = B_noise·max r_i²/2, tests/tolerances.erf_linearisation_rel) plus half a
     grid cell."""
     prob, _, s = surge_runs[name]
-    r2 = float(np.max((prob.mu / prob.sigma_marginal) ** 2))
+    r2 = float(np.max((prob.mu / prob.marginal_std()) ** 2))
     lin = erf_linearisation_rel(s["b_noise_theory"] * r2 / 2.0)
     tol = math.log1p(lin) + GRID_HALF_CELL * _cell(GRID)
     assert abs(math.log(s["b_peak_mc"] / s["b_noise_theory"])) <= tol
 
 
-@pytest.mark.parametrize("prob", [problems.diagonal(0), problems.diagonal(5, d=16),
-                                  problems.negative_soff(0)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "prob",
+    [problems.diagonal(0), problems.diagonal(5, d=16), problems.negative_soff(0)],
+    ids=lambda p: p.name,
+)
 def test_no_surge_without_positive_s_off(prob):
     """Diagonal H (and S_off < 0 here): the MC optimum is non-decreasing in B up to 5 SE, no
     surge is detected, and it approaches Theorem 4's limit from below."""
@@ -103,28 +108,21 @@ def test_finite_dataset_sgd_law_with_fpc_and_exact_large_batch():
     b = np.array([1.0, 4.0, 16.0, 64.0, 100.0, 128.0])
     rows, s = run_surge(prob, b, 1500, seed=4)
     assert s["max_abs_z_sgd_mc_vs_law"] <= MC_SIGMAS
-    assert rows[-1]["lr_mc"] == pytest.approx(sign.large_batch_lr(prob.mu, prob.H),
-                                              rel=fp_tol(128))
+    assert rows[-1]["lr_mc"] == pytest.approx(sign.large_batch_lr(prob.mu, prob.H), rel=fp_tol(128))
     assert rows[-1]["lr_exact_fpc"] == pytest.approx(rows[-1]["lr_mc"], rel=fp_tol(128))
     # B = 1 is exact by enumeration of the examples: the MC must agree within 5 SE
     assert mc_close(rows[0]["lr_mc"], s["lr_exact_finite_b1"], rows[0]["lr_mc_se"])
 
 
-def test_refine_peak_exact_on_parabola():
-    """The refinement is exact for a parabola in log B, and reports edge maxima as such."""
-    b = np.geomspace(1, 1000, 9)
-    y = -(np.log(b) - math.log(37.0)) ** 2 + 2.0
-    bp, yp, interior = refine_peak(b, y)
-    assert interior and bp == pytest.approx(37.0, rel=fp_tol(1e3)) and yp == pytest.approx(2.0)
-    assert refine_peak(b, np.log(b))[2] is False
-
-
-@pytest.mark.parametrize("kw, arg", [
-    ({"batch_sizes": [4.0, 2.0, 8.0]}, "batch_sizes"),
-    ({"batch_sizes": [1.0, 2.0]}, "batch_sizes"),
-    ({"batch_sizes": [1.0, -2.0, 3.0]}, "batch_sizes"),
-    ({"n_samples": 1}, "n_samples"),
-])
+@pytest.mark.parametrize(
+    "kw, arg",
+    [
+        ({"batch_sizes": [4.0, 2.0, 8.0]}, "batch_sizes"),
+        ({"batch_sizes": [1.0, 2.0]}, "batch_sizes"),
+        ({"batch_sizes": [1.0, -2.0, 3.0]}, "batch_sizes"),
+        ({"n_samples": 1}, "n_samples"),
+    ],
+)
 def test_bad_input_names_argument(kw, arg):
     args = {"problem": problems.surge(0, d=8), "batch_sizes": [1.0, 2.0, 4.0], "n_samples": 100}
     args.update(kw)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from simulate import problems
-from simulate.io import ChunkStore
 from simulate.train import (
     TrainConfig,
     analyse,
@@ -19,6 +18,7 @@ from simulate.train import (
     run_grid,
     run_runs,
 )
+from surgelab.chunks import ChunkStore
 from tests.tolerances import MC_SIGMAS
 from theory import efficiency
 
@@ -31,8 +31,14 @@ def isotropic_grid():
     prob = problems.isotropic_scaled(d=512, b_noise=B_NOISE)
     B = np.array([4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
     lrs = np.geomspace(0.02, 1.0, 19)
-    cfg = TrainConfig(optimizer="sgd", noise="scaled", targets=(1e-3,), further_steps=0,
-                      max_steps=4000, keep_positions=False)
+    cfg = TrainConfig(
+        optimizer="sgd",
+        noise="scaled",
+        targets=(1e-3,),
+        further_steps=0,
+        max_steps=4000,
+        keep_positions=False,
+    )
     return prob, B, lrs, cfg, run_grid(prob, B, lrs, 4, cfg, seed=0)
 
 
@@ -51,9 +57,18 @@ def test_se_fit_recovers_the_exact_multistep_law(isotropic_grid):
     bn_law, _ = efficiency.fit_b_noise(S_best, B * S_best)
     per_seed = []
     for s in range(4):
-        S = np.array([np.min(np.where(res.steps[(res.seed == s) & (res.B == b), 0] >= 0,
-                                      res.steps[(res.seed == s) & (res.B == b), 0], np.inf))
-                      for b in B])
+        S = np.array(
+            [
+                np.min(
+                    np.where(
+                        res.steps[(res.seed == s) & (res.B == b), 0] >= 0,
+                        res.steps[(res.seed == s) & (res.B == b), 0],
+                        np.inf,
+                    )
+                )
+                for b in B
+            ]
+        )
         per_seed.append(efficiency.fit_b_noise(S, B * S)[0])
     se = np.std(per_seed, ddof=1) / math.sqrt(len(per_seed))
     assert abs(bn_sim - bn_law) <= MC_SIGMAS * se + 1e-9
@@ -111,8 +126,14 @@ def test_adam_without_moments_is_sign_sgd():
     B, lr, sd = np.array([8.0, 64.0]), np.array([1e-3, 3e-3]), np.array([0, 1])
     kw = {"targets": (0.5, 0.2), "max_steps": 300}
     a = run_runs(prob, B, lr, sd, TrainConfig(optimizer="sign", **kw), [0, 0])
-    b = run_runs(prob, B, lr, sd, TrainConfig(optimizer="adam", beta1=0.0, beta2=0.0,
-                                              adam_eps=0.0, **kw), [0, 0])
+    b = run_runs(
+        prob,
+        B,
+        lr,
+        sd,
+        TrainConfig(optimizer="adam", beta1=0.0, beta2=0.0, adam_eps=0.0, **kw),
+        [0, 0],
+    )
     assert np.array_equal(a.steps, b.steps) and np.array_equal(a.final_loss, b.final_loss)
 
 
@@ -120,8 +141,9 @@ def test_b_noise_grows_as_target_falls():
     """The paper's second conclusion on the ``train`` default problem (dense H, condition 100):
     the fitted B_noise increases from each target to the next lower one."""
     prob = problems.dense(0, d=32, cond=100.0, signal=4.0)
-    cfg = TrainConfig(optimizer="sign", targets=(0.3, 0.1, 0.03), max_steps=2500,
-                      keep_positions=False)
+    cfg = TrainConfig(
+        optimizer="sign", targets=(0.3, 0.1, 0.03), max_steps=2500, keep_positions=False
+    )
     res = run_grid(prob, 2.0 ** np.arange(4, 13, 2), np.geomspace(2e-4, 1e-2, 9), 2, cfg, 0)
     bn = [f["b_noise_fit"] for f in fit_targets(res)]
     assert all(np.isfinite(bn)) and bn[0] < bn[1] < bn[2]
@@ -155,8 +177,16 @@ def test_resume_skips_finished_chunks(tmp_path):
     assert sorted(done) == [0, 1]
     mtimes = {j: store.path(j).stat().st_mtime_ns for j in done}
     computed = []
-    res = run_grid(prob, B, lrs, 2, cfg, seed=3, done=done,
-                   on_chunk=lambda j, r: (computed.append(j), store.save(j, r)))
+    res = run_grid(
+        prob,
+        B,
+        lrs,
+        2,
+        cfg,
+        seed=3,
+        done=done,
+        on_chunk=lambda j, r: (computed.append(j), store.save(j, r)),
+    )
     assert computed == [2, 3]
     assert {j: store.path(j).stat().st_mtime_ns for j in done} == mtimes
     fresh = run_grid(prob, B, lrs, 2, cfg, seed=3)
@@ -166,25 +196,32 @@ def test_resume_skips_finished_chunks(tmp_path):
         ChunkStore(tmp_path, {**spec, "lrs": [1e-3]})
 
 
-@pytest.mark.parametrize("kw, arg", [
-    ({"optimizer": "lion"}, "optimizer"),
-    ({"targets": (0.1, 0.3)}, "targets"),
-    ({"targets": (1.5,)}, "targets"),
-    ({"beta1": 1.0}, "beta1"),
-    ({"max_steps": 0}, "max_steps"),
-    ({"noise": "pink"}, "noise"),
-    ({"start_scale": -1.0}, "start_scale"),
-])
+#: the fields TrainConfig requires (the command chooses them)
+REQUIRED = {"optimizer": "sign", "targets": (0.5,), "max_steps": 100}
+
+
+@pytest.mark.parametrize(
+    "kw, arg",
+    [
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"targets": (0.1, 0.3)}, "targets"),
+        ({"targets": (1.5,)}, "targets"),
+        ({"beta1": 1.0}, "beta1"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"noise": "pink"}, "noise"),
+        ({"start_scale": -1.0}, "start_scale"),
+    ],
+)
 def test_config_bad_input(kw, arg):
     with pytest.raises(ValueError, match=arg):
-        TrainConfig(**kw)
+        TrainConfig(**{**REQUIRED, **kw})
 
 
 def test_grid_bad_input():
     prob = problems.surge(0, d=8)
     with pytest.raises(ValueError, match="lrs"):
-        run_grid(prob, [4.0], [-1e-3], 1, TrainConfig())
+        run_grid(prob, [4.0], [-1e-3], 1, TrainConfig(**REQUIRED))
     with pytest.raises(ValueError, match="n_seeds"):
-        run_grid(prob, [4.0], [1e-3], 0, TrainConfig())
+        run_grid(prob, [4.0], [1e-3], 0, TrainConfig(**REQUIRED))
     with pytest.raises(ValueError, match="batch_sizes"):
-        run_grid(prob, [0.0], [1e-3], 1, TrainConfig())
+        run_grid(prob, [0.0], [1e-3], 1, TrainConfig(**REQUIRED))

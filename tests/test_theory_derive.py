@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from surgelab.cli import stage_main
 from theory import derive, sign
-from theory.__main__ import main
 
 NAMES = list(derive.REGISTRY)
 
@@ -51,6 +51,17 @@ def test_check_detects_a_wrong_numeric_function(monkeypatch):
     assert not derive.check("theorem3").ok
 
 
+def main(argv: list[str]) -> int:
+    """``python -m theory ...`` in-process."""
+    return stage_main("theory", argv)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Commands write run folders under ./runs: keep them out of the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_check_command_exits_zero(capsys):
     """``python -m theory check`` re-derives everything, prints the table and exits 0."""
     assert main(["check"]) == 0
@@ -76,8 +87,8 @@ def test_check_command_unknown_name():
 def test_check_command_writes_run_folder(tmp_path):
     """``check --out DIR`` writes config.json, meta.json, checks.csv and summary.json."""
     out = tmp_path / "run"
-    assert main(["check", "--only", "lemma1", "sgd_law", "--out", str(out)]) == 0
-    for f in ("config.json", "meta.json", "checks.csv", "summary.json"):
+    assert main(["check", "--only", "lemma1,sgd_law", "--out", str(out)]) == 0
+    for f in ("config.json", "meta.json", "checks.csv", "summary.json", ".done"):
         assert (out / f).is_file(), f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] is True and summary["n_results"] == 2
@@ -121,7 +132,7 @@ def test_symbolic_equality_helper_is_not_vacuous():
 
 
 def test_surgelab_console_dispatch(capsys):
-    """``surgelab theory check`` reaches theory.__main__.main."""
+    """``surgelab theory check`` reaches the theory stage's check command."""
     import surgelab
 
     assert surgelab.main(["theory", "check", "--only", "theorem4"]) == 0

@@ -84,15 +84,37 @@ def test_bad_input_raises_value_error_naming_argument(call, match):
         call()
 
 
-def test_valid_inputs_do_not_raise():
-    """The same calls with valid arguments succeed (the bad-input cases are not vacuous)."""
-    sign.expected_sign(MU, SIG, 4.0)
-    sign.optimal_lr_exact(MU, SIG, H, [1.0, 2.0])
-    sgd.params(MU, H, SIG)
-    lemma1.optimal_lr(MU, MU, SIG, H)
-    correlated.sign_second_moment(MU, np.diag(SIG**2), 4.0, H)
-    su.ema_surge_threshold(0.9, 10.0)
-    efficiency.fit_b_noise([1.0, 2.0], [1.0, 2.0])
+def _sign_m2(xi: list[float]) -> float:
+    """E[sᵀHs] for independent signs with E[s_i] = ξ_i: Σ_ij H_ij ξ_i ξ_j + Σ_i H_ii (1 − ξ_i²)."""
+    n = len(xi)
+    off = sum(H[i, j] * xi[i] * xi[j] for i in range(n) for j in range(n))
+    return off + sum(H[i, i] * (1.0 - xi[i] ** 2) for i in range(n))
+
+
+def _xi(B: float) -> list[float]:
+    return [math.erf(math.sqrt(B / 2.0) * m / s) for m, s in zip(MU, SIG)]
+
+
+def test_valid_inputs_give_hand_computed_values():
+    """The same calls with valid arguments return values computed here independently (scalar
+    math.erf loops and hand arithmetic), so the bad-input cases are not vacuous."""
+    assert np.allclose(sign.expected_sign(MU, SIG, 4.0), _xi(4.0), rtol=1e-12)
+    want = [sum(m * x for m, x in zip(MU, _xi(b))) / _sign_m2(_xi(b)) for b in (1.0, 2.0)]
+    assert np.allclose(sign.optimal_lr_exact(MU, SIG, H, [1.0, 2.0]), want, rtol=1e-12)
+    # |G|² = 0.38, GᵀHG = 0.38 + 0.3·(ΣG)² = 0.428, tr(HΣ) = 1.3·(1 + 2 + 0.5) = 4.55
+    eps_max, b_noise = sgd.params(MU, H, SIG)
+    assert eps_max == pytest.approx(0.38 / 0.428, rel=1e-12)
+    assert b_noise == pytest.approx(4.55 / 0.428, rel=1e-12)
+    assert lemma1.optimal_lr(MU, MU, SIG, H) == pytest.approx(0.38 / (4.55 + 0.428), rel=1e-12)
+    # a diagonal covariance: the correlated formula reduces to independent signs
+    m2 = correlated.sign_second_moment(MU, np.diag(SIG**2), 4.0, H)
+    assert m2 == pytest.approx(_sign_m2(_xi(4.0)), rel=1e-9)
+    # (1 − β1)/(3β1 − 1)·B_simple = 0.1/1.7·10
+    assert su.ema_surge_threshold(0.9, 10.0) == pytest.approx(1.0 / 1.7, rel=1e-12)
+    # points on 1/S = −100/E + 1/10: E = 2000 → S = 20, E = 4000 → S = 40/3
+    assert efficiency.fit_b_noise([20.0, 40.0 / 3.0], [2000.0, 4000.0]) == pytest.approx(
+        (100.0, 10.0), rel=1e-9
+    )
 
 
 def test_more_bad_inputs():

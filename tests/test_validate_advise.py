@@ -1,19 +1,26 @@
-"""`surgelab advise` (validate.advise): fitting both laws to best-lr points and predicting."""
+"""validate.advise: fitting the laws to best-lr points and predicting at a new batch size.
+
+The command line (reading files, printing, exit codes) is tested in tests/test_cli_advise.py.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.tolerances import LSQ_RTOL
+from tests.tolerances import LSQ_RTOL, fp_tol
 from theory import sgd as sgd_law
 from theory import sign as sign_law
-from validate.advise import advise, fit_law, main, points_from_run, read_points_csv
+from validate.advise import (
+    advise,
+    fit_law,
+    params_from_estimate,
+    points_from_best_table,
+    points_from_points_table,
+    points_from_summary,
+)
 
 B = np.array([4.0, 8, 16, 32, 64, 128, 256, 512, 1024])
 
@@ -55,22 +62,68 @@ def test_bootstrap_interval_covers_the_truth_and_warns_on_extrapolation():
     assert any("outside the measured range" in w for w in far.warnings)
 
 
-def test_from_parameters():
-    """Given (B_noise, ε_max) the predictions are the closed forms themselves."""
-    a = advise(50.0, None, b_noise=100.0, eps_max=1e-3, b_noise_sgd=20.0, eps_max_sgd=0.1)
-    assert a.lr_adam == pytest.approx(float(sign_law.surge_lr(50.0, 1e-3, 100.0)))
-    assert a.lr_sgd == pytest.approx(float(sgd_law.optimal_lr(50.0, 0.1, 20.0)))
+def test_from_parameters_matches_the_hand_computed_laws():
+    """Given (B_noise, ε_max), the predictions are the laws' values worked by hand.
+
+    Adam at B = 25, B_noise = 100, ε_max = 1e-3: ½(√(100/25) + √(25/100)) = ½(2 + ½) = 1.25,
+    so ε = 1e-3/1.25 = 8e-4. SGD at B = 25, B_noise = 20, ε_max = 0.1: 0.1/(1 + 20/25) = 0.1/1.8
+    = 1/18."""
+    a = advise(25.0, None, b_noise=100.0, eps_max=1e-3, b_noise_sgd=20.0, eps_max_sgd=0.1)
+    assert a.lr_adam == pytest.approx(8e-4, rel=fp_tol())
+    assert a.lr_sgd == pytest.approx(1 / 18, rel=fp_tol())
     assert not any("SMALLER" in w for w in a.warnings)
+    assert math.isnan(a.rms_adam) and math.isnan(a.interval_adam[0])
+    past = advise(400.0, None, b_noise=100.0, eps_max=1e-3)  # ½(½ + 2) = 1.25 again
+    assert past.lr_adam == pytest.approx(8e-4, rel=fp_tol())
+    assert any("SMALLER" in w for w in past.warnings)
+    assert any("no SGD parameters" in w for w in past.warnings)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(points=([], [])), "no \\(batch_size, lr\\) points"),
-    (dict(points=([0, 8], [1e-3, 2e-3])), "batch sizes must be positive"),
-    (dict(points=([8, 8], [1e-3, 2e-3])), ">= 2 distinct batch sizes"),
-    (dict(points=([8, 16], [1e-3, -2e-3])), "learning rates must be positive"),
-    (dict(points=None), "give either points"),
-    (dict(points=None, b_noise=-1.0, eps_max=1.0), "b_noise must be a positive"),
-])
+def test_two_batch_sizes_report_no_fit_error_and_no_interval():
+    """Two batch sizes for two free parameters: each law passes through them exactly, so the
+    RMS, the leave-one-out error and the interval are NaN (not 'RMS 0.000' and a zero-width
+    interval) and a warning says why."""
+    a = advise(16.0, ([8.0, 32.0], [1e-3, 2e-3]), n_boot=200)
+    assert math.isnan(a.rms_adam) and math.isnan(a.rms_sgd)
+    assert all(math.isnan(v) for v in (*a.interval_adam, *a.interval_sgd))
+    assert all(math.isnan(r["loo_err"]) for r in a.laws)
+    assert any("only 2 batch sizes" in w for w in a.warnings)
+    three = advise(16.0, ([8.0, 32.0, 128.0], [1e-3, 2e-3, 1.5e-3]), n_boot=50)
+    assert math.isfinite(three.rms_adam) and math.isfinite(three.interval_adam[0])
+
+
+def test_baselines_and_leave_one_out_by_hand():
+    """Points exactly on the square-root rule, lr = 1e-3 √(B/4) at B = 4, 16, 64: the
+    square-root rule predicts every held-out batch size exactly (LOO 0); the constant rule
+    misses each by a factor 2 (hold out 4 → 16's 2e-3; 16 → 4's 1e-3, the smaller of two equally
+    near; 64 → 16's 2e-3), so its LOO RMS is ln 2; at B = 32 the baselines scale B₀ = 16's lr."""
+    b, lr = np.array([4.0, 16.0, 64.0]), np.array([1e-3, 2e-3, 4e-3])
+    a = advise(32.0, (b, lr), n_boot=0)
+    got = {r["law"]: r for r in a.laws}
+    assert set(got) == {"adam", "sgd", "sgd_sqrt", "constant", "sqrt_rule", "linear_rule"}
+    assert got["sqrt_rule"]["loo_err"] < fp_tol(10)
+    assert got["constant"]["loo_err"] == pytest.approx(math.log(2), rel=fp_tol())
+    assert got["linear_rule"]["loo_err"] == pytest.approx(math.log(2), rel=fp_tol())
+    assert got["constant"]["lr"] == pytest.approx(2e-3, rel=fp_tol())
+    assert got["sqrt_rule"]["lr"] == pytest.approx(2e-3 * math.sqrt(2), rel=fp_tol())
+    assert got["linear_rule"]["lr"] == pytest.approx(4e-3, rel=fp_tol())
+    assert got["linear_rule"]["b_ref"] == 16.0
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(points=([], [])), "no \\(batch_size, lr\\) points"),
+        (dict(points=([0, 8], [1e-3, 2e-3])), "batch sizes must be positive"),
+        (dict(points=([8, 8], [1e-3, 2e-3])), ">= 2 distinct batch sizes"),
+        (dict(points=([8, 16], [1e-3, -2e-3])), "learning rates must be positive"),
+        (dict(points=([8, 16], [1e-3, math.nan])), "learning rates must be positive"),
+        (dict(points=None), "give either points"),
+        (dict(points=None, b_noise=-1.0, eps_max=1.0), "b_noise must be a positive"),
+        (dict(points=([8, 16, 32], [1, 2, 3]), n_boot=5), "n_boot must be 0"),
+        (dict(points=([8, 16, 32], [1, 2, 3]), ci=1.0), "ci must lie"),
+    ],
+)
 def test_bad_input_raises(bad, match):
     """Bad inputs raise ValueError naming the problem."""
     with pytest.raises(ValueError, match=match):
@@ -79,99 +132,76 @@ def test_bad_input_raises(bad, match):
         advise(0.0, (B, sign_law.surge_lr(B, 1e-3, 60.0)))
 
 
-def _csv(path, text):
-    path.write_text(text)
-    return str(path)
-
-
-def test_cli_points_json(tmp_path, capsys):
-    """--points FILE --json prints lr_adam, lr_sgd and the intervals for the target batch size."""
-    lr = sign_law.surge_lr(B, 2e-3, 50.0)
-    f = _csv(tmp_path / "p.csv", "batch_size,lr\n" + "".join(f"{b},{e}\n" for b, e in zip(B, lr)))
-    assert main(["--points", f, "--batch-size", "200", "--json", "--n-boot", "30"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    for k in ("lr_adam", "lr_sgd", "interval_adam", "interval_sgd", "b_noise_adam",
-              "eps_max_adam", "warnings"):
-        assert k in out
-    assert out["lr_adam"] == pytest.approx(float(sign_law.surge_lr(200.0, 2e-3, 50.0)),
-                                           rel=LSQ_RTOL)
-    assert main(["--points", f, "--batch-size", "200"]) == 0
-    assert "SMALLER Adam learning rate" in capsys.readouterr().out
-
-
-def test_cli_bad_input_exits_2(tmp_path, capsys):
-    """Empty CSV, missing columns, non-positive batch sizes, missing files: exit 2 + message."""
-    cases = [
-        (_csv(tmp_path / "empty.csv", "batch_size,lr\n"), "has no rows"),
-        (_csv(tmp_path / "cols.csv", "bs,lr\n8,0.1\n16,0.2\n"), "must have columns"),
-        (_csv(tmp_path / "neg.csv", "batch_size,lr\n-8,0.1\n16,0.2\n"), "must be positive"),
-        (str(tmp_path / "missing.csv"), "does not exist"),
+def test_result_folder_readers():
+    """A sweep summary's best_lr list and best_lr.csv rows give points (rows without a best lr
+    counted, the primary target's rows only); an estimate summary gives the last checkpoint."""
+    b, e, n = points_from_summary(
+        {"best_lr": [{"batch_size": 8, "lr": 0.1}, {"batch_size": 16, "lr": None}]}
+    )
+    assert b.tolist() == [8.0] and e.tolist() == [0.1] and n == 1
+    assert points_from_summary({"b_noise": 3.0}) is None
+    rows = [
+        {"target": 2.0, "batch_size": 8, "best_lr": 0.1},
+        {"target": 2.0, "batch_size": 16, "best_lr": 0.2},
+        {"target": 1.0, "batch_size": 8, "best_lr": 0.3},
+        {"target": 1.0, "batch_size": 16, "best_lr": float("nan")},
     ]
-    for path, msg in cases:
-        assert main(["--points", path, "--batch-size", "32"]) == 2
-        assert msg in capsys.readouterr().err
-    assert main(["--b-noise", "10", "--batch-size", "32"]) == 2
-    assert "--eps-max" in capsys.readouterr().err
-    assert main(["--batch-size", "32"]) == 2                   # no source: argparse usage error
+    b, e, n, t = points_from_best_table(rows, primary=2.0)
+    assert (b.tolist(), e.tolist(), n, t) == ([8.0, 16.0], [0.1, 0.2], 0, 2.0)
+    b, e, n, t = points_from_best_table(rows)
+    assert (b.tolist(), e.tolist(), n, t) == ([8.0], [0.3], 1, 1.0)
+    params, step = params_from_estimate(
+        {
+            "checkpoints": [
+                {"step": 0, "b_noise_thm3": 1.0, "eps_max_thm3": 2.0},
+                {
+                    "step": 9,
+                    "b_noise_thm3": 10.0,
+                    "eps_max_thm3": 0.01,
+                    "b_noise_sgd": 30.0,
+                    "eps_max_sgd": 1.0,
+                    "b_noise_sgd_full": 40.0,
+                    "eps_max_sgd_full": None,
+                },
+            ]
+        }
+    )
+    assert step == 9
+    assert params == {"b_noise": 10.0, "eps_max": 0.01, "b_noise_sgd": 40.0, "eps_max_sgd": 1.0}
 
 
-def test_from_run_folders(tmp_path, capsys):
-    """--from reads a sweep summary's best_lr list, or an estimate run's last checkpoint."""
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    lr = sign_law.surge_lr(B, 1e-3, 64.0)
-    (sweep / "summary.json").write_text(json.dumps(
-        {"b_noise": 64.0, "best_lr": [{"batch_size": b, "lr": e} for b, e in zip(B, lr)]}))
-    pts, params, _ = points_from_run(sweep)
-    assert pts is not None and np.allclose(pts[0], B) and params == {}
-    assert main(["--from", str(sweep), "--batch-size", "64", "--json", "--n-boot", "0"]) == 0
-    assert json.loads(capsys.readouterr().out)["b_noise_adam"] == pytest.approx(64.0, rel=1e-4)
-    est = tmp_path / "est"
-    est.mkdir()
-    (est / "summary.json").write_text(json.dumps({"checkpoints": [
-        {"step": 0, "b_noise_thm3": 10.0, "eps_max_thm3": 0.01, "b_noise_sgd": 30.0,
-         "eps_max_sgd": 1.0, "b_noise_sgd_full": 40.0, "eps_max_sgd_full": 2.0}]}))
-    assert main(["--from", str(est), "--batch-size", "20", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["b_noise_adam"] == 10.0 and out["b_noise_sgd"] == 40.0
-    assert main(["--from", str(tmp_path / "nowhere"), "--batch-size", "20"]) == 2
-
-
-def test_read_points_csv_skips_batch_sizes_without_a_best_lr(tmp_path):
-    """A best_lr.csv row with an empty lr (target never reached) is skipped, not an error."""
-    f = _csv(tmp_path / "b.csv", "batch_size,best_lr\n8,0.1\n16,\n32,0.3\n")
-    b, e = read_points_csv(f)
-    assert b.tolist() == [8.0, 32.0] and e.tolist() == [0.1, 0.3]
-
-
-def test_python_dash_m_entry_point():
-    """`python -m validate.advise` runs the same main()."""
-    r = subprocess.run([sys.executable, "-m", "validate.advise", "--b-noise", "100", "--eps-max",
-                        "1e-3", "--batch-size", "400", "--json"], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["lr_adam"] == pytest.approx(
-        float(sign_law.surge_lr(400.0, 1e-3, 100.0)))
-
-
-def test_from_points_table_uses_the_sweeps_best_lr_definition(tmp_path):
+def test_from_points_table_uses_the_sweeps_best_lr_definition():
     """A folder with only points.csv advises the sweep's own best lrs (validate.fits): an lr
     where 1 of 4 seeds reached the target, with a large reduction, does not win, and the
     primary target is the lowest one with a valid B_noise fit, not merely the lowest."""
-    from theory.rundir import write_table
-
     rows = []
     for t, s_of in ((2.0, {8: 100, 64: 30}), (1.0, {8: 100, 64: 100})):  # 1.0: no B_noise
         for b, steps in s_of.items():
             for seed in range(4):
-                rows.append(dict(batch_size=b, lr=1e-3, seed=seed, target=t, reached=True,
-                                 steps=steps, loss_reduction=0.1, further_diverged=False))
+                rows.append(
+                    dict(
+                        batch_size=b,
+                        lr=1e-3,
+                        seed=seed,
+                        target=t,
+                        reached=True,
+                        steps=steps,
+                        loss_reduction=0.1,
+                        further_diverged=False,
+                    )
+                )
                 ok = seed == 0 or t == 1.0  # at 1.0 every seed reaches: 5e-3 would win there
-                rows.append(dict(batch_size=b, lr=5e-3, seed=seed, target=t, reached=ok,
-                                 steps=steps if ok else None,
-                                 loss_reduction=1.0 if ok else None, further_diverged=False))
-    run = tmp_path / "sweep"
-    run.mkdir()
-    write_table(run / "points.csv", rows)
-    (b, e), params, _ = points_from_run(run)
-    assert b.tolist() == [8.0, 64.0] and e.tolist() == [1e-3, 1e-3] and params == {}
+                rows.append(
+                    dict(
+                        batch_size=b,
+                        lr=5e-3,
+                        seed=seed,
+                        target=t,
+                        reached=ok,
+                        steps=steps if ok else None,
+                        loss_reduction=1.0 if ok else None,
+                        further_diverged=False,
+                    )
+                )
+    b, e = points_from_points_table(rows)
+    assert b.tolist() == [8.0, 64.0] and e.tolist() == [1e-3, 1e-3]

@@ -27,7 +27,7 @@ def _isolated_env(tmp_path, monkeypatch):
     """No test reads the user's real cache, $SURGELAB_DATA or the checkout's shared/data."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.delenv(vd.ENV_VAR, raising=False)
-    monkeypatch.delenv(vd.DOWNLOAD_ENV_VAR, raising=False)
+    monkeypatch.delenv("SURGELAB_DOWNLOAD", raising=False)
     monkeypatch.setattr(vd, "CHECKOUT_DATA", tmp_path / "no-checkout-data")
 
 
@@ -42,8 +42,11 @@ def _idx(arr: np.ndarray) -> bytes:
 
 def _register(monkeypatch, name: str, files: dict[str, bytes], url: str | None = None):
     """Point dataset ``name`` at these bytes' checksums (the loaders only accept known files)."""
-    monkeypatch.setitem(vd.DATASETS, name, tuple(
-        DataFile(n, _sha(b), None if url is None else url + n) for n, b in files.items()))
+    monkeypatch.setitem(
+        vd.DATASETS,
+        name,
+        tuple(DataFile(n, _sha(b), None if url is None else url + n) for n, b in files.items()),
+    )
 
 
 def _write(folder: Path, files: dict[str, bytes]) -> Path:
@@ -64,12 +67,15 @@ def test_parse_idx_roundtrip_and_header():
     assert vd.parse_idx(be).tolist() == [1, -2]
 
 
-@pytest.mark.parametrize("raw, match", [
-    (b"\x01\x00\x08\x01\x00\x00\x00\x01\x05", "magic"),
-    (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "type code"),
-    (b"\x00\x00\x08\x01\x00\x00\x00\x03\x05", "payload"),
-    (b"\x00\x00\x08\x02\x00\x00", "truncated"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (b"\x01\x00\x08\x01\x00\x00\x00\x01\x05", "magic"),
+        (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "type code"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x03\x05", "payload"),
+        (b"\x00\x00\x08\x02\x00\x00", "truncated"),
+    ],
+)
 def test_parse_idx_rejects_malformed(raw, match):
     with pytest.raises(ValueError, match=match):
         vd.parse_idx(raw)
@@ -79,10 +85,12 @@ def _fmnist_files(n: int = 6) -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 28, 28))
     y = np.arange(n) % 10
-    return {"train-images-idx3-ubyte.gz": gzip.compress(_idx(x)),
-            "train-labels-idx1-ubyte.gz": gzip.compress(_idx(y)),
-            "t10k-images-idx3-ubyte.gz": gzip.compress(_idx(x[:2])),
-            "t10k-labels-idx1-ubyte.gz": gzip.compress(_idx(y[:2]))}
+    return {
+        "train-images-idx3-ubyte.gz": gzip.compress(_idx(x)),
+        "train-labels-idx1-ubyte.gz": gzip.compress(_idx(y)),
+        "t10k-images-idx3-ubyte.gz": gzip.compress(_idx(x[:2])),
+        "t10k-labels-idx1-ubyte.gz": gzip.compress(_idx(y[:2])),
+    }
 
 
 def test_fashion_mnist_loader_on_synthetic_files(tmp_path, monkeypatch):
@@ -101,21 +109,44 @@ def test_fashion_mnist_loader_on_synthetic_files(tmp_path, monkeypatch):
 def test_missing_dataset_error_names_paths_and_fixes(tmp_path, monkeypatch):
     monkeypatch.setenv(vd.ENV_VAR, str(tmp_path / "env"))
     with pytest.raises(DataNotFoundError) as e:
-        vd.find_dataset("tinyshakespeare", tmp_path / "flag")
+        vd.find_dataset("tinyshakespeare")
     msg = str(e.value)
-    for part in ("tinyshakespeare", str(tmp_path / "flag"), str(tmp_path / "env"),
-                 str(tmp_path / "xdg" / "surgelab"), "--data-dir", "SURGELAB_DATA", "download"):
+    for part in (
+        "tinyshakespeare",
+        str(tmp_path / "env"),
+        str(tmp_path / "xdg" / "surgelab"),
+        "--data-dir",
+        "SURGELAB_DATA",
+        "download",
+    ):
         assert part in msg
 
 
+def test_explicit_data_dir_is_used_alone(tmp_path, monkeypatch):
+    """A data_dir that lacks the dataset is an error naming that folder, even when
+    $SURGELAB_DATA and the cache hold a good copy (no silent fallback)."""
+    files = {"input.txt": b"to be or not to be\n" * 10}
+    _register(monkeypatch, "tinyshakespeare", files)
+    env = tmp_path / "env"
+    _write(env / "tinyshakespeare", files)
+    _write(vd.cache_dir() / "tinyshakespeare", files)
+    monkeypatch.setenv(vd.ENV_VAR, str(env))
+    (tmp_path / "flag").mkdir()
+    with pytest.raises(DataNotFoundError) as e:
+        vd.find_dataset("tinyshakespeare", tmp_path / "flag")
+    msg = str(e.value)
+    assert str(tmp_path / "flag") in msg and str(env) not in msg
+    assert vd.find_dataset("tinyshakespeare") == env / "tinyshakespeare"
+
+
 def test_resolution_order_flag_env_cache(tmp_path, monkeypatch):
-    """The explicit folder beats $SURGELAB_DATA, which beats the user cache."""
+    """The explicit folder is searched alone; without it $SURGELAB_DATA beats the user cache."""
     files = {"input.txt": b"to be or not to be\n" * 10}
     _register(monkeypatch, "tinyshakespeare", files)
     flag, env, cache = tmp_path / "flag", tmp_path / "env", vd.cache_dir()
-    assert vd.resolve_data_dir(flag) == [flag, cache]
+    assert vd.resolve_data_dir(flag) == [flag]
     monkeypatch.setenv(vd.ENV_VAR, str(env))
-    assert vd.resolve_data_dir(flag) == [flag, env, cache]
+    assert vd.resolve_data_dir(flag) == [flag]
     assert vd.resolve_data_dir() == [env, cache]
     for root in (flag, env, cache):
         _write(root / "tinyshakespeare", files)
@@ -139,15 +170,17 @@ def test_checkout_shared_data_is_searched_last(tmp_path, monkeypatch):
     assert vd.find_dataset("tinyshakespeare") == vd.cache_dir() / "tinyshakespeare"
 
 
-def test_download_env_switch(tmp_path, monkeypatch):
-    """SURGELAB_DOWNLOAD=1 (what --download sets) lets find_dataset fetch a missing dataset."""
+def test_download_is_an_explicit_argument(tmp_path, monkeypatch):
+    """Only download_missing=True fetches a missing dataset; $SURGELAB_DOWNLOAD in the
+    environment does not reach the library (the app layer passes a bool)."""
     good = {"input.txt": b"all the world's a stage\n"}
     _register(monkeypatch, "tinyshakespeare", good, url="https://example.invalid/")
     monkeypatch.setattr(vd, "FETCH", lambda url, dest: dest.write_bytes(good["input.txt"]))
-    with pytest.raises(DataNotFoundError, match="SURGELAB_DOWNLOAD"):
+    monkeypatch.setenv("SURGELAB_DOWNLOAD", "1")
+    with pytest.raises(DataNotFoundError, match="--download"):
         vd.find_dataset("tinyshakespeare")
-    monkeypatch.setenv(vd.DOWNLOAD_ENV_VAR, "1")
-    assert vd.find_dataset("tinyshakespeare") == vd.cache_dir() / "tinyshakespeare"
+    got = vd.find_dataset("tinyshakespeare", download_missing=True)
+    assert got == vd.cache_dir() / "tinyshakespeare"
 
 
 def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
@@ -177,13 +210,13 @@ def test_download_verifies_then_renames(tmp_path, monkeypatch):
 
     monkeypatch.setattr(vd, "FETCH", fetch)
     with pytest.raises(DataNotFoundError):
-        vd.find_dataset("tinyshakespeare")           # download not allowed: error
+        vd.find_dataset("tinyshakespeare")  # download not allowed: error
     root = vd.find_dataset("tinyshakespeare", download_missing=True)
     assert root == vd.cache_dir() / "tinyshakespeare"
     assert calls == ["https://example.invalid/input.txt"]
     assert (root / "input.txt").read_bytes() == good["input.txt"]
-    assert vd.load_shakespeare()["train"].tobytes() == good["input.txt"][:int(0.9 * 20)]
-    vd.download("tinyshakespeare")                    # present and valid: nothing fetched
+    assert vd.load_shakespeare()["train"].tobytes() == good["input.txt"][: int(0.9 * 20)]
+    vd.download("tinyshakespeare")  # present and valid: nothing fetched
     assert len(calls) == 1
 
 
@@ -227,8 +260,10 @@ def _tiny_zip() -> bytes:
                 z.writestr(f"{p}train/{w}/images/{w}_{k}.JPEG", img)
         ann = ""
         for i, w in enumerate(wnids[::-1]):
-            z.writestr(f"{p}val/images/val_{i}.JPEG",
-                       _jpeg(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), "RGB"))
+            z.writestr(
+                f"{p}val/images/val_{i}.JPEG",
+                _jpeg(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), "RGB"),
+            )
             ann += f"val_{i}.JPEG\t{w}\t0\t0\t63\t63\n"
         z.writestr(p + "val/val_annotations.txt", ann)
     return buf.getvalue()
@@ -248,8 +283,11 @@ def test_tiny_imagenet_loader_grayscale_and_cache(tmp_path, monkeypatch):
     cached = list((vd.cache_dir() / "decoded").rglob("*.npy"))
     assert len(cached) == 5
     # the second load comes from the cache: decoding again would fail
-    monkeypatch.setattr(vd, "decode_tiny_imagenet_zip",
-                        lambda *a, **k: pytest.fail("decoded twice despite the cache"))
+    monkeypatch.setattr(
+        vd,
+        "decode_tiny_imagenet_zip",
+        lambda *a, **k: pytest.fail("decoded twice despite the cache"),
+    )
     b = vd.load_tiny_imagenet(tmp_path / "d")
     np.testing.assert_array_equal(a["x_train"], b["x_train"])
 
@@ -259,14 +297,21 @@ def test_tiny_imagenet_loader_grayscale_and_cache(tmp_path, monkeypatch):
 
 def test_eli5_loader_documents_and_split(tmp_path, monkeypatch):
     """Title, selftext and answers make one UTF-8 document per question; split by question."""
-    def q(i: int) -> dict:
-        return {"q_id": str(i), "title": f"why {i}?", "selftext": "" if i % 2 else "body é",
-                "answers": {"a_id": ["a", "b"], "text": [f"ans{i}a", f"ans{i}b"],
-                            "score": [1, 2]}}
 
-    files = {"eli5-category-test.json.gz": gzip.compress(json.dumps([q(0), q(1)]).encode()),
-             "eli5-category-validation-2.json.gz": gzip.compress(
-                 json.dumps([q(i) for i in range(2, 12)]).encode())}
+    def q(i: int) -> dict:
+        return {
+            "q_id": str(i),
+            "title": f"why {i}?",
+            "selftext": "" if i % 2 else "body é",
+            "answers": {"a_id": ["a", "b"], "text": [f"ans{i}a", f"ans{i}b"], "score": [1, 2]},
+        }
+
+    files = {
+        "eli5-category-test.json.gz": gzip.compress(json.dumps([q(0), q(1)]).encode()),
+        "eli5-category-validation-2.json.gz": gzip.compress(
+            json.dumps([q(i) for i in range(2, 12)]).encode()
+        ),
+    }
     _register(monkeypatch, "eli5-category", files)
     _write(tmp_path / "eli5-category", files)
     a = vd.load_eli5(tmp_path)
@@ -292,8 +337,11 @@ def test_shakespeare_split(tmp_path, monkeypatch):
 def test_real_checksums_match_shipped_sha256sums(shared_data):
     """The SHA-256s in code equal each SHA256SUMS file, and the files verify against them."""
     for name, files in vd.DATASETS.items():
-        sums = dict(reversed(line.split()) for line in
-                    (shared_data / name / "SHA256SUMS").read_text().splitlines() if line)
+        sums = dict(
+            reversed(line.split())
+            for line in (shared_data / name / "SHA256SUMS").read_text().splitlines()
+            if line
+        )
         assert sums == {f.name: f.sha256 for f in files}
         assert vd.find_dataset(name, shared_data) == shared_data / name
 

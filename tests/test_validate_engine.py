@@ -78,7 +78,7 @@ def test_steps_grow_as_target_falls(batched_rows):
     """For each model, S(target) is non-decreasing as the target decreases, and grows overall."""
     grew = False
     for i in range(0, len(batched_rows), len(TARGETS)):
-        s = [r["steps"] for r in batched_rows[i:i + len(TARGETS)]]
+        s = [r["steps"] for r in batched_rows[i : i + len(TARGETS)]]
         assert all(x is not None for x in s), f"all targets should be reached: {s}"
         assert s == sorted(s)
         grew |= s[-1] > s[0]
@@ -98,16 +98,18 @@ def test_batched_equals_single(mlp, batched_rows):
     for a, b in zip(single, batched_rows):
         if a["reached"]:
             assert a["loss_at_target"] == pytest.approx(b["loss_at_target"], rel=ADAM_REL_TOL)
-            assert a["loss_after_further"] == pytest.approx(b["loss_after_further"],
-                                                            rel=ADAM_REL_TOL)
+            assert a["loss_after_further"] == pytest.approx(
+                b["loss_after_further"], rel=ADAM_REL_TOL
+            )
 
 
 def test_model_chunks_do_not_change_results(mlp, batched_rows):
     """Splitting the group into vmapped chunks of 3 models (and eval into chunks of 100
     examples) changes only summation order: same S, losses equal to float32 rounding."""
     w, d = mlp
-    rows = train_group(w, d, 32, LRS, SEEDS, targets=TARGETS, max_steps=400, model_chunk=3,
-                       eval_chunk=100)
+    rows = train_group(
+        w, d, 32, LRS, SEEDS, targets=TARGETS, max_steps=400, model_chunk=3, eval_chunk=100
+    )
     assert [r["steps"] for r in rows] == [r["steps"] for r in batched_rows]
     for a, b in zip(rows, batched_rows):
         if a["reached"]:
@@ -152,22 +154,22 @@ def test_adam_step_matches_torch_adam():
         for i in range(3):
             p = torch.nn.Parameter(p0[i].clone())
             q = torch.nn.Parameter(p0[i, 0].clone())
-            opt = torch.optim.Adam([p, q], lr=float(lrs[i]), betas=betas, eps=1e-8,
-                                   foreach=False)
+            opt = torch.optim.Adam([p, q], lr=float(lrs[i]), betas=betas, eps=1e-8, foreach=False)
             for g in grads:
                 p.grad, q.grad = g[i].clone(), g[i, 0].clone()
                 opt.step()
-            torch.testing.assert_close(st.params["w"][i], p.detach(), rtol=ADAM_REL_TOL,
-                                       atol=0.0)
-            torch.testing.assert_close(st.params["b"][i], q.detach(), rtol=ADAM_REL_TOL,
-                                       atol=0.0)
+            torch.testing.assert_close(st.params["w"][i], p.detach(), rtol=ADAM_REL_TOL, atol=0.0)
+            torch.testing.assert_close(st.params["b"][i], q.detach(), rtol=ADAM_REL_TOL, atol=0.0)
 
 
 def _splitmix_reference(key: int, step: int, b: int, n: int) -> np.ndarray:
     """The documented index generator in numpy uint64 (wrapping) arithmetic."""
     with np.errstate(over="ignore"):
-        z = (np.uint64(key) + np.uint64(step) * np.uint64(0x9E3779B97F4A7C15)
-             + np.arange(b, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+        z = (
+            np.uint64(key)
+            + np.uint64(step) * np.uint64(0x9E3779B97F4A7C15)
+            + np.arange(b, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
+        )
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
@@ -197,16 +199,19 @@ def test_sign_descent_limit():
     assert st.params["w"].tolist() == [[-0.25, 0.25, -0.25]]
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(batch_size=0), "batch size"),
-    (dict(batch_size=2.5), "batch size"),
-    (dict(lrs=[]), "lrs"),
-    (dict(lrs=[-1.0]), "learning rates"),
-    (dict(seeds=[]), "seeds"),
-    (dict(targets=(1.0, 2.0)), "targets"),
-    (dict(betas=(1.0, 0.9)), "betas"),
-    (dict(model_chunk=0), "model_chunk"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(batch_size=0), "batch size"),
+        (dict(batch_size=2.5), "batch size"),
+        (dict(lrs=[]), "lrs"),
+        (dict(lrs=[-1.0]), "learning rates"),
+        (dict(seeds=[]), "seeds"),
+        (dict(targets=(1.0, 2.0)), "targets"),
+        (dict(betas=(1.0, 0.9)), "betas"),
+        (dict(model_chunk=0), "model_chunk"),
+    ],
+)
 def test_bad_arguments_raise_value_error(mlp, bad, match):
     """Bad grid arguments are a ValueError naming the argument, before any training."""
     w, d = mlp
@@ -225,9 +230,14 @@ def test_unknown_workload_and_size():
 def test_batchnorm_model_is_rejected(mlp):
     """A model with BatchNorm running stats cannot be vmapped functionally: clear ValueError."""
     w, d = mlp
-    bn = Workload(name="bn", make_model=lambda: torch.nn.Sequential(
-        torch.nn.Linear(16, 10), torch.nn.BatchNorm1d(10)), load_data=w.load_data,
-        loss=w.loss, further_steps=1, targets=(1.0,))
+    bn = Workload(
+        name="bn",
+        make_model=lambda: torch.nn.Sequential(torch.nn.Linear(16, 10), torch.nn.BatchNorm1d(10)),
+        load_data=w.load_data,
+        loss=w.loss,
+        further_steps=1,
+        targets=(1.0,),
+    )
     with pytest.raises(ValueError, match="GroupNorm"):
         train_group(bn, d, 8, [1e-3], [0], max_steps=1)
 
@@ -247,8 +257,11 @@ SHAPES = {
 def _random_data(name: str, n: int) -> Data:
     shape, dtype, yshape, k = SHAPES[name]
     g = torch.Generator().manual_seed(1)
-    x = (torch.randn((n, *shape), generator=g) if dtype == torch.float32
-         else torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8))
+    x = (
+        torch.randn((n, *shape), generator=g)
+        if dtype == torch.float32
+        else torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    )
     y = torch.randint(0, k, (n, *yshape), generator=g)
     return Data(x, y, x[: n // 2], y[: n // 2])
 
@@ -272,8 +285,17 @@ def test_workload_builds_forwards_and_steps(name):
     init = float(w.loss(out, d.y_train[:4]).detach())
     assert init == pytest.approx(math.log(k), rel=0.3), "fresh models predict near-uniformly"
     # target 100 is met at step 0 (exercises the fork), 0.01 never (runs to max_steps)
-    rows = train_group(w, d, 4, [1e-3, 1e-2], [0], targets=(100.0, 0.01), further_steps=1,
-                       max_steps=2, eval_every=2)
+    rows = train_group(
+        w,
+        d,
+        4,
+        [1e-3, 1e-2],
+        [0],
+        targets=(100.0, 0.01),
+        further_steps=1,
+        max_steps=2,
+        eval_every=2,
+    )
     assert len(rows) == 4 and all(r["final_step"] == 2 for r in rows)
     assert [r["reached"] for r in rows] == [True, False, True, False]
     assert all(math.isfinite(r["loss_reduction"]) for r in rows[::2])
@@ -282,8 +304,10 @@ def test_workload_builds_forwards_and_steps(name):
 
 def test_paper_sizes_are_larger():
     """Paper-size models are the documented scale (parameter counts, no data needed)."""
-    counts = {n: n_params(get_workload(n, size="paper").make_model())
-              for n in ("fmnist-cnn", "eli5-gpt", "tinyimagenet-resnet18")}
+    counts = {
+        n: n_params(get_workload(n, size="paper").make_model())
+        for n in ("fmnist-cnn", "eli5-gpt", "tinyimagenet-resnet18")
+    }
     assert 1e5 < counts["fmnist-cnn"] < 1e6
     assert 1e6 < counts["eli5-gpt"] < 1e7
     assert 1e7 < counts["tinyimagenet-resnet18"] < 1.3e7  # ResNet-18 is ~11 M
@@ -298,23 +322,50 @@ def test_synthetic_is_deterministic():
     assert np.unique(a.y_train.numpy()).size == 10
 
 
-def test_run_bench_writes_run_folder(tmp_path):
-    """The bench times both engines in one run, agrees on S, and writes config/meta/table/
-    summary through theory.rundir."""
-    from theory.rundir import read_json, read_table
-    from validate.bench import run_bench
+def test_bench_times_both_engines_on_one_grid():
+    """The bench times both engines in one run, they agree on S, and the ratio is the quotient
+    of the two wall times it reports."""
+    from validate.bench import bench
 
-    s = run_bench("synthetic-mlp", out=tmp_path / "b", batch_size=16, lrs=(3e-3, 1e-2),
-                  seeds=(0,), targets=(1.6,), max_steps=60, torch_threads=1)
+    steps = []
+    s, rows = bench(
+        "synthetic-mlp",
+        batch_size=16,
+        lrs=(3e-3, 1e-2),
+        seeds=(0,),
+        targets=(1.6,),
+        max_steps=60,
+        torch_threads=1,
+        on_progress=steps.append,
+    )
     assert s["same_steps"] and s["n_models"] == 2 and s["single_s"] > 0 and s["batched_s"] > 0
     assert s["ratio"] == pytest.approx(s["single_s"] / s["batched_s"])
-    for f in ("config.json", "meta.json", "bench.csv", "summary.json"):
-        assert (tmp_path / "b" / f).is_file()
-    assert read_json(tmp_path / "b" / "summary.json")["ratio"] == pytest.approx(s["ratio"])
-    rows = read_table(tmp_path / "b" / "bench.csv")
     assert sorted({r["engine"] for r in rows}) == ["batched", "single"] and len(rows) == 4
+    # progress reports optimiser steps taken: per model one after another for the single
+    # engine, once per step of the whole group for the batched one (its longest model)
+    group_steps = max(r["final_step"] for r in rows if r["engine"] == "batched")
+    assert sum(steps) == s["single_model_steps"] + group_steps
     with pytest.raises(ValueError, match="batch size"):
-        run_bench("synthetic-mlp", out=tmp_path / "c", batch_size=0)
+        bench("synthetic-mlp", batch_size=0)
+
+
+def test_checkpoint_resume_gives_the_uninterrupted_rows(mlp):
+    """A group resumed from any checkpoint it handed out ends with exactly the rows of the
+    uninterrupted run (same steps, losses, forks): the batch stream is addressed by step and
+    the state holds parameters, Adam moments and bookkeeping."""
+    w, d = mlp
+    states = []
+    kw = dict(targets=TARGETS, max_steps=300)
+    full = train_group(
+        w, d, 32, LRS, SEEDS, checkpoint_every=0.0, on_checkpoint=states.append, **kw
+    )
+    assert len(states) >= 3
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    for st in (states[1], states[len(states) // 2], states[-1]):
+        assert 0 < st["step"] <= 300
+        assert strip(train_group(w, d, 32, LRS, SEEDS, resume=st, **kw)) == strip(full)
+    with pytest.raises(ValueError, match="another group"):
+        train_group(w, d, 16, LRS, SEEDS, resume=states[1], **kw)
 
 
 def test_eval_interval_bounds_eval_overhead():
@@ -350,11 +401,14 @@ def test_avg_pool_images():
     assert y[0, 0, 0, 0] == round(x[0, :2, :2, 0].mean())
 
 
-@pytest.mark.parametrize("name, x_shape, y_shape", [
-    ("fmnist-cnn", (28, 28), ()),
-    ("shakespeare-gpt", (32,), (32,)),
-    ("eli5-gpt", (32,), (32,)),
-])
+@pytest.mark.parametrize(
+    "name, x_shape, y_shape",
+    [
+        ("fmnist-cnn", (28, 28), ()),
+        ("shakespeare-gpt", (32,), (32,)),
+        ("eli5-gpt", (32,), (32,)),
+    ],
+)
 def test_real_workload_data(shared_data, name, x_shape, y_shape):
     """Smoke-size workloads load the real files: shapes, uint8 inputs, held-in ⊂ train."""
     w = get_workload(name, size="smoke", data_dir=shared_data)

@@ -301,3 +301,30 @@ def test_best_lr_at_the_edge_of_the_grid_is_flagged():
     assert fit["n_best_at_edge"] == 1
     inside = fits.summarise(law_table(B_GRID, surge_lr(B_GRID, 1e-3, 40.0), S), n_boot=0)
     assert inside["n_best_at_edge"] == 0
+
+
+def test_baselines_are_scored_on_the_same_leave_one_out_folds():
+    """Best lrs exactly on the square-root rule, 1e-3·√(B/4) at B = 4, 16, 64: held out, each
+    batch size is predicted exactly by the square-root rule from its nearest neighbour (LOO 0),
+    while keeping the neighbour's lr misses by a factor 2 every time (hold out 4 → 16's 2e-3;
+    16 → 4's 1e-3, the smaller of two equally near; 64 → 16's 2e-3): LOO = ln 2, and so for the
+    linear rule. The baselines rank with the laws and have no in-sample fit error."""
+    B = np.array([4.0, 16.0, 64.0])
+    S = 100.0 * (1 + 40.0 / B)
+    s = fits.summarise(law_table(B, [1e-3, 2e-3, 4e-3], S), n_boot=0)
+    assert s["loo_folds"] == 3
+    assert s["loo_err_sqrt_rule"] < fp_tol(10)
+    assert s["loo_err_constant"] == pytest.approx(math.log(2), rel=fp_tol())
+    assert s["loo_err_linear_rule"] == pytest.approx(math.log(2), rel=fp_tol())
+    assert s["law_ranking"][0] == "sqrt_rule"
+    assert set(s["law_ranking"]) == {*fits.LAWS, *fits.BASELINES}
+    assert not any(k.startswith("fit_err_") and k.endswith(fits.BASELINES) for k in s)
+
+
+def test_bootstrap_needs_n_boot_of_at_least_ten():
+    """n_boot between 1 and 9 is refused at the door (a percentile interval of fewer values
+    is not an interval), 0 means none."""
+    S = 100.0 * (1 + 40.0 / B_GRID)
+    rows = law_table(B_GRID, surge_lr(B_GRID, 1e-3, 40.0), S)
+    with pytest.raises(ValueError, match="n_boot"):
+        fits.fit_target(rows, 1.0, n_boot=5)

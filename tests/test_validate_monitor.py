@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from tests.tolerances import fp_tol, mc_close
-from validate import estimate as E
-from validate.monitor import NoiseScaleMonitor, grad_sq_norm, simulate_squared_norms
+from validate.monitor import NoiseScaleMonitor, grad_sq_norm
 
 
 @pytest.fixture(autouse=True)
@@ -25,33 +24,49 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _ratio_se(a: np.ndarray, b: np.ndarray) -> float:
-    """Delta-method SE of mean(a)/mean(b) from paired samples."""
-    ma, mb = a.mean(), b.mean()
-    cov = np.cov(np.vstack([a, b]), ddof=1) / a.size
-    return float(math.sqrt(cov[0, 0] / mb**2 + ma**2 * cov[1, 1] / mb**4
-                           - 2 * ma * cov[0, 1] / mb**3))
+def test_two_batch_estimates_are_exactly_unbiased_on_linear_regression():
+    """Linear regression ½(w x − y)² at w = 1 on x = (1, 2, 3), y = (0, 1, 0): the per-example
+    gradients (w x − y) x are g = (1, 2, 9), so |G|² = 4² = 16, tr Σ = mean g² − |G|² =
+    86/3 − 16 = 38/3 and B_simple = 19/24. Every step draws two micro-batches of one example
+    with replacement (B_small = 1, B_big = 2); averaged over all 9 equally likely draws, the
+    monitor's per-step estimates read from .grad are exactly these values."""
+    x = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
+    y = torch.tensor([[0.0], [1.0], [0.0]], dtype=torch.float64)
+    model = torch.nn.Linear(1, 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    mon = NoiseScaleMonitor(beta=0.0)
+    est = []
+    for i in range(3):
+        for j in range(3):
+            model.zero_grad()
+            for m, k in enumerate((i, j)):
+                (0.5 * (model(x[k : k + 1]) - y[k : k + 1]).pow(2).sum() / 2).backward()
+                if m == 0:
+                    mon.record_small(model, batch_size=1, scale=2)
+            est.append(mon.update(model, batch_size=2))
+    g2, tr = np.mean(est, axis=0)
+    assert g2 == pytest.approx(16.0, rel=fp_tol(10))
+    assert tr == pytest.approx(38 / 3, rel=fp_tol(10))
+    assert tr / g2 == pytest.approx(19 / 24, rel=fp_tol(10))
 
 
-def test_two_batch_estimates_unbiased_on_synthetic_gradients():
-    """Gaussian per-example gradients with known μ, σ: the per-step |G|² and tr Σ estimates are
-    unbiased (5 SE) and the ratio of their means is B_simple = Σσ²/|μ|² (5 delta-method SE)."""
-    rng = np.random.default_rng(0)
-    mu = rng.normal(size=50) * 0.3
-    sigma = rng.uniform(0.5, 2.0, 50)
-    small, big = simulate_squared_norms(mu, sigma, 4, 32, 4000, rng)
-    mon = NoiseScaleMonitor(beta=0.99)
-    est = np.array([mon.observe(s, b, 4, 32) for s, b in zip(small, big)])
-    g2, tr = est[:, 0], est[:, 1]
-    assert mc_close(g2.mean(), mu @ mu, g2.std(ddof=1) / math.sqrt(g2.size))
-    assert mc_close(tr.mean(), np.sum(sigma**2), tr.std(ddof=1) / math.sqrt(tr.size))
-    truth = np.sum(sigma**2) / (mu @ mu)
-    assert mc_close(tr.mean() / g2.mean(), truth, _ratio_se(tr, g2))
-    # the EMA reading is a bias-corrected EMA of the same per-step estimates
-    w = 0.01 * 0.99 ** np.arange(g2.size)[::-1]
-    assert math.isclose(mon.g2, float(w @ g2) / (1 - 0.99**g2.size), rel_tol=fp_tol(g2.size))
-    assert math.isclose(mon.b_simple, mon.trace_sigma / mon.g2, rel_tol=fp_tol())
-    assert mon.state()["steps"] == 4000
+def test_ema_reading_is_the_debiased_average_by_hand():
+    """β = ½, two steps (B_small = 1, B_big = 2): |G_small|², |G_big|² = (5, 3) give per-step
+    |G|² = 2·3 − 5 = 1, tr Σ = 2·(5 − 3) = 4; (10, 7) give 4 and 6. The debiased EMA is
+    (¼ a₁ + ½ a₂)/(1 − ¼) = (a₁ + 2 a₂)/3: |G|² = 3, tr Σ = 16/3, B_simple = 16/9."""
+    mon = NoiseScaleMonitor(beta=0.5)
+    assert mon.observe(5.0, 3.0, 1, 2) == pytest.approx((1.0, 4.0), rel=fp_tol())
+    assert mon.observe(10.0, 7.0, 1, 2) == pytest.approx((4.0, 6.0), rel=fp_tol())
+    assert mon.g2 == pytest.approx(3.0, rel=fp_tol())
+    assert mon.trace_sigma == pytest.approx(16 / 3, rel=fp_tol())
+    assert mon.b_simple == pytest.approx(16 / 9, rel=fp_tol())
+    assert mon.state() == {
+        "steps": 2,
+        "g2": mon.g2,
+        "trace_sigma": mon.trace_sigma,
+        "b_simple": mon.b_simple,
+    }
 
 
 def test_monitor_on_a_real_network_with_micro_batches():
@@ -65,9 +80,19 @@ def test_monitor_on_a_real_network_with_micro_batches():
     torch.manual_seed(0)
     model = wl.make_model()
     x, y = data.x_train[:1024], data.y_train[:1024]
-    st = E.per_example_grad_stats(model, wl.loss, x, y)
-    g2_pop = float(st.mu @ st.mu)
-    tr_pop = float(st.var.sum()) * (st.n - 1) / st.n          # population (1/N) variance
+    # per-example gradients by torch.func, independently of the monitor (and of validate)
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_one(p, xi, yi):
+        return wl.loss(functional_call(model, p, (xi[None],)), yi[None])
+
+    per_ex = vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, y)
+    flat = torch.cat([g.reshape(x.shape[0], -1) for g in per_ex.values()], 1).double()
+    mu = flat.mean(0)
+    g2_pop = float(mu @ mu)
+    tr_pop = float(((flat - mu) ** 2).sum(1).mean())  # population (1/N) variance
     mon = NoiseScaleMonitor(beta=0.9)
     gen = torch.Generator().manual_seed(1)
     b, k = 4, 4
@@ -104,8 +129,10 @@ def test_update_distributed_with_an_injected_all_reduce():
     monitor reads small = mean of the ranks' local |g|², big = |mean of the g|², B_big = 2 B_local,
     and leaves the averaged gradient in .grad."""
     model, grads = _two_rank_grads()
-    other = [*grads[1], torch.tensor([sum(float(t.double().pow(2).sum()) for t in grads[1])],
-                                     dtype=torch.float64)]
+    other = [
+        *grads[1],
+        torch.tensor([sum(float(t.double().pow(2).sum()) for t in grads[1])], dtype=torch.float64),
+    ]
     queue = list(other)
 
     def fake_all_reduce(t: torch.Tensor) -> None:
@@ -138,8 +165,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         model, _ = _two_rank_grads()
         model.zero_grad(set_to_none=True)
@@ -147,8 +173,9 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
         mon = NoiseScaleMonitor(beta=0.0)
         ddp.register_comm_hook(None, mon.comm_hook)
         g = torch.Generator().manual_seed(5)
-        batches = [(torch.randn(6, 3, generator=g), torch.randn(6, 2, generator=g))
-                   for _ in range(2)]
+        batches = [
+            (torch.randn(6, 3, generator=g), torch.randn(6, 2, generator=g)) for _ in range(2)
+        ]
         xb, yb = batches[rank]
         torch.nn.functional.mse_loss(ddp(xb), yb).backward()
         g2, tr = mon.update(ddp, batch_size=6)
@@ -172,7 +199,7 @@ def test_ddp_comm_hook_two_gloo_ranks(tmp_path):
     ref = two_batch_estimates(np.mean(local), big, 6, 12)
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt")
-        assert math.isclose(res["big"], big, rel_tol=1e-6)      # float32 all-reduce rounding
+        assert math.isclose(res["big"], big, rel_tol=1e-6)  # float32 all-reduce rounding
         assert math.isclose(res["g2"], float(ref[0]), rel_tol=1e-5, abs_tol=1e-6)
         assert math.isclose(res["tr"], float(ref[1]), rel_tol=1e-5)
 

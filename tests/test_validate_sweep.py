@@ -1,5 +1,7 @@
-"""validate.presets / store / sweep / CLI: the paper's grids exactly, a resumable sweep that
-loses nothing, both backends end to end on the real engine, clear errors for bad input."""
+"""validate.presets / sweep and surgelab.store: the paper's grids exactly, a resumable sweep
+that loses nothing (finished units and, through checkpoints, the progress of a unit in flight),
+stored results keyed on the workload's definition, both backends end to end on the real engine.
+The command-line cases are in tests/test_cli_validate.py."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ from decimal import Decimal
 
 import pytest
 
+from surgelab.store import SweepStore
 from tests.tolerances import fp_tol
-from theory.rundir import read_json, read_table
 from validate import sweep
-from validate.__main__ import SUBCOMMANDS, main
-from validate.presets import PRESETS, Preset, get_preset
-from validate.store import ConfigMismatchError, Store
+from validate.presets import Preset, get_preset
+from validate.sweep import MemoryStore, StaleResultsError
 
 # ----------------------------------------------------------------------------- presets
 
@@ -150,48 +151,58 @@ def test_units_cover_the_grid_once():
     assert sorted(cells) == sorted((b, s) for b in FAKE.batch_sizes for s in FAKE.seeds)
 
 
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in ("unit_id", "wall_s")} for r in rows]
+
+
 def test_interrupted_sweep_resumes_losing_nothing(tmp_path):
     """Ctrl-C after 3 units keeps those 3; the rerun trains exactly the 5 missing units and
     the final table equals an uninterrupted sweep's."""
-    full = sweep.run_sweep(
-        FAKE, store_path=tmp_path / "full.sqlite", workers=1, trainer=FakeTrainer(), progress=False
-    )
+    with SweepStore(tmp_path / "full.sqlite") as st:
+        full = sweep.run_sweep(FAKE, store=st, workers=1, trainer=FakeTrainer())
     first = FakeTrainer(interrupt_after=3)
-    with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(
-            FAKE, store_path=tmp_path / "s.sqlite", workers=1, trainer=first, progress=False
-        )
-    with Store(tmp_path / "s.sqlite", FAKE.config(), FAKE.config_hash()) as st:
+    with SweepStore(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(FAKE, store=st, workers=1, trainer=first)
+    with SweepStore(tmp_path / "s.sqlite") as st:
         assert len(st.done_units()) == 3 and len(st.rows()) == 3 * 2 * 2 * 2
-    second = FakeTrainer()
-    resumed = sweep.run_sweep(
-        FAKE, store_path=tmp_path / "s.sqlite", workers=1, trainer=second, progress=False
-    )
+        second = FakeTrainer()
+        resumed = sweep.run_sweep(FAKE, store=st, workers=1, trainer=second)
     assert set(first.calls).isdisjoint(second.calls)
     assert len(first.calls) + len(second.calls) == len(sweep.plan_units(FAKE))
-    strip = [{k: v for k, v in r.items() if k != "unit_id"} for r in resumed]
-    assert strip == [{k: v for k, v in r.items() if k != "unit_id"} for r in full]
+    assert _strip(resumed) == _strip(full)
     assert len(full) == FAKE.n_runs * 2
     # a third run has nothing left to do
     third = FakeTrainer()
-    sweep.run_sweep(
-        FAKE, store_path=tmp_path / "s.sqlite", workers=1, trainer=third, progress=False
-    )
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        sweep.run_sweep(FAKE, store=st, workers=1, trainer=third)
     assert third.calls == []
 
 
-def test_resume_with_another_config_is_a_clear_error(tmp_path):
-    """The store remembers the preset's hash; a different grid names the differing keys."""
+def test_resume_with_another_grid_is_refused(tmp_path):
+    """The store is keyed on the grid: other seeds are refused, naming grid.seeds, and
+    nothing of the stored sweep is returned or trained."""
     path = tmp_path / "s.sqlite"
-    sweep.run_sweep(FAKE, store_path=path, workers=1, trainer=FakeTrainer(), progress=False)
-    other = FAKE.with_seeds(2)
-    with pytest.raises(ConfigMismatchError, match="seeds: stored"):
-        sweep.run_sweep(other, store_path=path, workers=1, trainer=FakeTrainer(), progress=False)
+    with SweepStore(path) as st:
+        sweep.run_sweep(FAKE, store=st, workers=1, trainer=FakeTrainer())
+    t = FakeTrainer()
+    with SweepStore(path) as st, pytest.raises(StaleResultsError, match=r"grid\.seeds"):
+        sweep.run_sweep(FAKE.with_seeds(2), store=st, workers=1, trainer=t)
+    assert t.calls == []
+
+
+def test_memory_store_refuses_another_key():
+    """The in-memory store applies the same rule as the SQLite one."""
+    st = MemoryStore()
+    sweep.run_sweep(FAKE, store=st, workers=1, trainer=FakeTrainer())
+    with pytest.raises(StaleResultsError, match=r"grid\.lrs"):
+        sweep.run_sweep(
+            dataclasses.replace(FAKE, lrs=(1e-3,)), store=st, workers=1, trainer=FakeTrainer()
+        )
 
 
 def test_a_unit_is_written_atomically(tmp_path):
     """A unit with a malformed row leaves nothing behind (one transaction per unit)."""
-    with Store(tmp_path / "s.sqlite", FAKE.config(), FAKE.config_hash()) as st:
+    with SweepStore(tmp_path / "s.sqlite") as st:
         good = _fake_point(4, 1e-3, 0, 2.0)
         with pytest.raises(ValueError, match="lacks key"):
             st.write_unit("u", 4, [1e-3], [0], [good, {**good, "seed": None}])
@@ -209,10 +220,8 @@ TINY = get_preset("tiny", "synthetic-mlp")
 @pytest.fixture(scope="module")
 def local_pool_rows(tmp_path_factory):
     """The tiny synthetic-mlp sweep on the real engine through a 2-process spawn pool."""
-    path = tmp_path_factory.mktemp("local") / "s.sqlite"
-    return sweep.run_sweep(
-        TINY, store_path=path, backend="local", workers=2, threads=1, progress=False
-    )
+    with SweepStore(tmp_path_factory.mktemp("local") / "s.sqlite") as st:
+        return sweep.run_sweep(TINY, store=st, backend="local", workers=2, threads=1)
 
 
 def test_local_pool_runs_the_whole_grid(local_pool_rows):
@@ -234,14 +243,8 @@ def test_ray_backend_matches_the_local_pool(tmp_path, local_pool_rows):
     import ray
 
     assert not ray.is_initialized()
-    rows = sweep.run_sweep(
-        TINY,
-        store_path=tmp_path / "ray.sqlite",
-        backend="ray",
-        workers=2,
-        threads=1,
-        progress=False,
-    )
+    with SweepStore(tmp_path / "ray.sqlite") as st:
+        rows = sweep.run_sweep(TINY, store=st, backend="ray", workers=2, threads=1)
     assert not ray.is_initialized()  # the sweep shut down the instance it started
     assert [_key(r) for r in rows] == [_key(r) for r in local_pool_rows]
     assert [r["steps"] for r in rows] == [r["steps"] for r in local_pool_rows]
@@ -256,7 +259,7 @@ def test_diverging_lr_is_recorded_not_raised(tmp_path):
     from validate import fits
 
     p = dataclasses.replace(TINY, batch_sizes=(16, 64), lrs=(1e-2, 50.0))
-    rows = sweep.run_sweep(p, store_path=tmp_path / "d.sqlite", workers=1, progress=False)
+    rows = sweep.run_sweep(p, workers=1)
     bad = [r for r in rows if r["lr"] == 50.0]
     assert bad and all(r["diverged"] and not r["reached"] for r in bad)
     s = fits.summarise(rows, n_boot=0)
@@ -264,180 +267,55 @@ def test_diverging_lr_is_recorded_not_raised(tmp_path):
     assert all(d["lr"] == 1e-2 for d in s["best_lr"])
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- checkpoints
 
 
-def test_cli_run_writes_the_run_folder_and_resumes(tmp_path, capsys):
-    """`validate run` writes config/meta/points/fits/summary/figures; rerunning into the same
-    folder trains nothing new; another --seeds there exits 2 with the mismatch."""
-    out = tmp_path / "run"
-    argv = [
-        "run",
-        "--workload",
-        "synthetic-mlp",
-        "--preset",
-        "tiny",
-        "--workers",
-        "1",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--n-boot",
-        "20",
-    ]
-    assert main(argv) == 0
-    for f in (
-        "config.json",
-        "meta.json",
-        "sweep.sqlite",
-        "points.csv",
-        "fits.csv",
-        "best_lr.csv",
-        "summary.json",
-        "se_fit.png",
-        "b_noise_vs_target.png",
-    ):
-        assert (out / f).is_file(), f
-    assert len(list(out.glob("heatmap_target*.png"))) == len(TINY.targets)
-    s = read_json(out / "summary.json")
-    for k in (
-        "b_noise",
-        "eps_max_adam",
-        "fit_err_adam",
-        "fit_err_sgd",
-        "fit_err_sgd_sqrt",
-        "loo_err_adam",
-        "loo_err_sgd",
-        "loo_err_sgd_sqrt",
-        "best_lr",
-        "b_noise_by_target",
-        "wall_s",
-        "primary_target",
-    ):
-        assert k in s, k
-    assert {d["target"] for d in s["b_noise_by_target"]} == set(TINY.targets)
-    assert read_json(out / "meta.json")["device"].startswith("cpu")
-    pts = read_table(out / "points.csv")
-    assert len(pts) == TINY.n_runs * len(TINY.targets)
-    finished = (
-        sqlite3.connect(out / "sweep.sqlite")
-        .execute("SELECT unit_id, finished_utc FROM units")
-        .fetchall()
-    )
-    assert s["n_units_trained"] == s["n_units"] == len(sweep.plan_units(TINY))
-    assert main(argv) == 0  # resume: every unit already there
-    assert read_json(out / "summary.json")["n_units_trained"] == 0
-    again = (
-        sqlite3.connect(out / "sweep.sqlite")
-        .execute("SELECT unit_id, finished_utc FROM units")
-        .fetchall()
-    )
-    assert sorted(again) == sorted(finished)
-    assert read_table(out / "points.csv") == pts
-    capsys.readouterr()
-    assert main([*argv, "--seeds", "2"]) == 2
-    err = capsys.readouterr().err
-    assert "different configuration" in err and "Traceback" not in err
+class _StopAfterSaves:
+    """Checkpoints that 'Ctrl-C' right after the n-th save (the state is on disk by then)."""
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.saved = inner, n, 0
+
+    def load(self, unit_id):
+        return self.inner.load(unit_id)
+
+    def save(self, unit_id, state):
+        self.inner.save(unit_id, state)
+        self.saved += 1
+        if self.saved == self.n:
+            raise KeyboardInterrupt
+
+    def discard(self, unit_id):
+        self.inner.discard(unit_id)
 
 
-@pytest.mark.parametrize(
-    ("argv", "needle"),
-    [
-        (["run", "--workload", "fmnist-cnn", "--preset", "no-such"], "unknown preset"),
-        (["run", "--workload", "no-such", "--preset", "paper-fmnist-small"], "is for workload"),
-        (["run", "--workload", "no-such", "--preset", "smoke"], "no 'smoke' preset"),
-        (
-            ["run", "--workload", "synthetic-mlp", "--preset", "tiny", "--workers", "0"],
-            "--workers must be >= 1",
-        ),
-        (["frobnicate"], "is unknown"),
-    ],
-)
-def test_cli_bad_input_exits_2_with_a_message(argv, needle, capsys, tmp_path):
-    """Bad presets, workloads, options and commands: exit 2, one message, no traceback."""
-    assert main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "run" else argv) == 2
-    err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+class _InterruptingStore(SweepStore):
+    def bind(self, key):
+        super().bind(key)
+        self.checkpoints = _StopAfterSaves(self.checkpoints, 3)
 
 
-def test_cli_missing_data_exits_2(tmp_path, capsys, monkeypatch):
-    """fmnist-cnn with an empty data folder (and no env / cache fallback): exit 2, the data
-    module's message, and no run folder work done."""
-    monkeypatch.delenv("SURGELAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    from validate import data as vdata
+def test_a_killed_unit_resumes_from_its_checkpoint(tmp_path):
+    """A unit interrupted after its 3rd checkpoint restarts from that checkpoint (not from
+    step 0) and the finished table equals an uninterrupted sweep's."""
+    from validate.engine import train_group
 
-    monkeypatch.setattr(vdata, "CHECKOUT_DATA", tmp_path / "no-checkout-data")
-    (tmp_path / "empty").mkdir()  # a --data-dir that does not exist is a usage error of its own
-    rc = main(
-        [
-            "run",
-            "--workload",
-            "fmnist-cnn",
-            "--preset",
-            "tiny",
-            "--data-dir",
-            str(tmp_path / "empty"),
-            "--out",
-            str(tmp_path / "o"),
-            "--no-progress",
-        ]
-    )
-    err = capsys.readouterr().err
-    assert rc == 2 and "fashion-mnist" in err.lower() and "Traceback" not in err
-    assert not (tmp_path / "o" / "sweep.sqlite").exists()
+    p = dataclasses.replace(TINY, batch_sizes=(16,))
+    full = sweep.run_sweep(p, workers=1)
+    resumed_at = []
 
+    def recording(*a, resume=None, **kw):
+        resumed_at.append(None if resume is None else resume["step"])
+        return train_group(*a, resume=resume, **kw)
 
-def test_cli_presets_lists_every_preset(capsys):
-    """`validate presets` prints every preset name; the registry keeps room for `estimate`."""
-    assert main(["presets"]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in PRESETS)
-    assert SUBCOMMANDS["estimate"][0] == "validate.estimate_cli"
+    with _InterruptingStore(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(p, store=st, workers=1, checkpoint_every=1e-9, trainer=recording)
+    assert list((tmp_path / "s.checkpoints").glob("*.pt"))
+    assert resumed_at == [None]
+    resumed_at.clear()
 
-
-def test_cli_bench_writes_its_run_folder(tmp_path, capsys):
-    """`validate bench` runs validate.bench.run_bench and reports the speed-up ratio."""
-    out = tmp_path / "bench"
-    rc = main(
-        [
-            "bench",
-            "--workload",
-            "synthetic-mlp",
-            "--max-steps",
-            "20",
-            "--seeds",
-            "1",
-            "--lrs",
-            "1e-3",
-            "3e-3",
-            "--out",
-            str(out),
-        ]
-    )
-    assert rc == 0
-    assert read_json(out / "summary.json")["n_models"] == 2
-    assert "ratio:" in capsys.readouterr().out
-
-
-def test_cli_cuda_without_a_gpu_exits_2(tmp_path, capsys):
-    """--device cuda on a machine without one: exit 2 with what is missing."""
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA GPU is visible; this checks the message on CPU-only machines")
-    rc = main(
-        [
-            "run",
-            "--workload",
-            "synthetic-mlp",
-            "--preset",
-            "tiny",
-            "--device",
-            "cuda",
-            "--out",
-            str(tmp_path / "o"),
-        ]
-    )
-    assert rc == 2 and "no CUDA GPU" in capsys.readouterr().err
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        rows = sweep.run_sweep(p, store=st, workers=1, checkpoint_every=1e-9, trainer=recording)
+    assert len(resumed_at) == 1 and resumed_at[0] is not None and resumed_at[0] > 0
+    assert _strip(rows) == _strip(full)
+    assert not list((tmp_path / "s.checkpoints").glob("*.pt")), "a stored unit drops its checkpoint"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from surgelab.store import SweepStore
 from validate import sweep
 from validate.presets import get_preset
 from validate.workload import get_workload
@@ -18,8 +19,13 @@ REAL = ("fmnist-cnn", "tinyimagenet-resnet18", "eli5-gpt", "shakespeare-gpt")
 
 def _grid_keys(preset) -> set[tuple]:
     targets = preset.targets or get_workload(preset.workload, size=preset.size).targets
-    return {(b, lr, s, t) for b in preset.batch_sizes for lr in preset.lrs
-            for s in preset.seeds for t in targets}
+    return {
+        (b, lr, s, t)
+        for b in preset.batch_sizes
+        for lr in preset.lrs
+        for s in preset.seeds
+        for t in targets
+    }
 
 
 def _check_rows(rows, preset) -> None:
@@ -36,8 +42,10 @@ def _check_rows(rows, preset) -> None:
 def test_tiny_sweep_local(workload, shared_data, tmp_path):
     """The tiny preset of each real workload runs in-process and stores the whole grid."""
     preset = get_preset("tiny", workload)
-    rows = sweep.run_sweep(preset, store_path=tmp_path / "s.sqlite", backend="local",
-                           workers=1, threads=1, data_dir=str(shared_data), progress=False)
+    with SweepStore(tmp_path / "s.sqlite") as store:
+        rows = sweep.run_sweep(
+            preset, store=store, backend="local", workers=1, threads=1, data_dir=str(shared_data)
+        )
     _check_rows(rows, preset)
 
 
@@ -47,6 +55,8 @@ def test_tiny_sweep_ray(workload, shared_data, tmp_path):
     """The same through a local Ray instance (slow: one Ray start per workload)."""
     pytest.importorskip("ray")
     preset = get_preset("tiny", workload)
-    rows = sweep.run_sweep(preset, store_path=tmp_path / "r.sqlite", backend="ray",
-                           workers=2, threads=1, data_dir=str(shared_data), progress=False)
+    with SweepStore(tmp_path / "r.sqlite") as store:
+        rows = sweep.run_sweep(
+            preset, store=store, backend="ray", workers=2, threads=1, data_dir=str(shared_data)
+        )
     _check_rows(rows, preset)

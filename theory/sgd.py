@@ -207,3 +207,65 @@ def _nonneg(x: float, name: str) -> float:
     if np.isnan(v) or v < 0:
         raise ValueError(f"{name} must be >= 0 (inf allowed); got {name}={x!r}")
     return v
+
+
+# ---------------------------------------------------------------------------------------------
+# the same law from sufficient statistics (no dense H or Σ): what an estimator measures
+
+
+def _finite_scalar(x: float, name: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number; got {name}={x!r}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {name}={x!r}")
+    return v
+
+
+def params_from_stats(g2: float, g_h_g: float, tr_h_sigma: float) -> tuple[float, float]:
+    """McCandlish's ``(eps_max, b_noise)`` from |G|², GᵀHG and tr(HΣ).
+
+    ε_max = |G|² / GᵀHG,  B_noise = tr(HΣ) / GᵀHG: the same as :func:`params`, whose dense
+    H and Σ enter only through these three numbers. Estimated sums can leave the law's
+    domain, so instead of an error: GᵀHG <= 0 gives ``(nan, nan)`` (no maximum along G).
+
+    Args:
+      g2: |G|² (estimated; any sign).  g_h_g: GᵀHG.  tr_h_sigma: tr(HΣ).
+
+    Examples:
+      >>> params_from_stats(2.0, 2.0, 4.0)     # G = (1, 1), H = I, Σ = diag(2, 2)
+      (1.0, 2.0)
+      >>> params_from_stats(2.0, 0.0, 4.0)
+      (nan, nan)
+
+    References:
+      McCandlish et al. 2018, Eqs. 2.6-2.7; Li et al. 2024, Eqs. 3-5.
+    """
+    a = _finite_scalar(g2, "g2")
+    c = _finite_scalar(g_h_g, "g_h_g")
+    t = _finite_scalar(tr_h_sigma, "tr_h_sigma")
+    if not c > 0:
+        return float("nan"), float("nan")
+    return a / c, t / c
+
+
+def b_simple_from_stats(tr_sigma: float, g2: float) -> float:
+    """B_simple = tr(Σ) / |G|² from the two sums (McCandlish Eq. 2.9).
+
+    Equal to :func:`b_simple`; an estimated |G|² <= 0 (the signal is not resolved) gives inf.
+
+    Examples:
+      >>> b_simple_from_stats(4.0, 2.0)
+      2.0
+      >>> b_simple_from_stats(4.0, -0.1)
+      inf
+
+    References:
+      McCandlish et al. 2018, Eq. 2.9.
+    """
+    t = _finite_scalar(tr_sigma, "tr_sigma")
+    a = _finite_scalar(g2, "g2")
+    if t < 0:
+        raise ValueError(f"tr_sigma must be >= 0; got {t:.3g}")
+    return t / a if a > 0 else float("inf")

@@ -297,3 +297,111 @@ def erf_rational(z: ArrayLike) -> NDArray[np.float64]:
     if not np.all(np.isfinite(z)):
         raise ValueError("z must be finite (no NaN or inf)")
     return z / np.sqrt(z**2 + math.pi / 4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same laws from sufficient statistics (no dense H): what an estimator measures by HVPs
+
+
+def _finite_scalar(x: float, name: str) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number; got {name}={x!r}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {name}={x!r}")
+    return v
+
+
+def surge_params_from_stats(
+    tr_h: float, s_off: float, sum_mu2_over_sigma: float
+) -> tuple[float, float]:
+    """Theorem 3 (Eqs. 13-14) from its sufficient statistics: ``(eps_max, b_noise)``.
+
+    B_noise = π tr H / (2 S_off),  ε_max = Σ_i μ_i²/σ_i / (2 √(S_off tr H)).
+    Equal to :func:`surge_params` with ``tr_h = Σ H_ii``, ``s_off`` = :func:`s_off` and
+    ``sum_mu2_over_sigma = Σ μ_i²/σ_i``; these three numbers are all Theorem 3 needs, so a
+    network's Hessian enters only through Hessian-vector products.
+
+    Args:
+      tr_h: tr H, > 0.
+      s_off: S_off = Σ_{i≠j} r_i r_j H_ij with r = μ/σ (any sign).
+      sum_mu2_over_sigma: Σ μ_i²/σ_i, >= 0.
+
+    Returns:
+      ``(eps_max, b_noise)``; ``(inf, inf)`` when S_off <= 0 (no peak in the small-batch
+      regime), as :func:`surge_params`.
+
+    Examples:
+      >>> e, n = surge_params_from_stats(2.0, 1.0, 2.0)   # μ = σ = 1, H = [[1, .5], [.5, 1]]
+      >>> round(e, 12), round(n / np.pi, 12)
+      (0.707106781187, 1.0)
+      >>> surge_params_from_stats(2.0, -1.0, 2.0)
+      (inf, inf)
+
+    References:
+      Li et al. 2024, Theorem 3, Eqs. 13-14 (corrected: THEORY.md errata 2-3).
+    """
+    tr = _finite_scalar(tr_h, "tr_h")
+    so = _finite_scalar(s_off, "s_off")
+    m2s = _finite_scalar(sum_mu2_over_sigma, "sum_mu2_over_sigma")
+    if tr <= 0:
+        raise ValueError(f"H must have a positive trace for Theorem 3; got tr_h={tr:.3g}")
+    if m2s < 0:
+        raise ValueError(f"sum_mu2_over_sigma must be >= 0; got {m2s:.3g}")
+    if so <= 0:
+        return math.inf, math.inf
+    return m2s / (2.0 * math.sqrt(so * tr)), math.pi * tr / (2.0 * so)
+
+
+def optimal_lr_from_stats(numer: ArrayLike, denom: ArrayLike) -> NDArray[np.float64] | float:
+    """Theorem 2 (Eq. 9) from its per-B sums: ε_opt(B) = N(B) / D(B).
+
+    N(B) = Σ_i ξ_i(B) μ_i and D(B) = tr H + ξᵀHξ − Σ_i ξ_i² H_ii (= Σ(1−ξ_i²)H_ii + ξᵀHξ).
+    Equal to :func:`optimal_lr_exact` where D(B) > 0. Unlike it, a D(B) <= 0 (Lemma 1's side
+    condition fails: no maximum, or an estimated D too noisy to tell) gives NaN for that B
+    instead of an error, because estimated sums can land there.
+
+    Args:
+      numer: N(B), scalar or (n,).
+      denom: D(B), same shape.
+
+    Returns:
+      ε_opt(B), the shape of the inputs.
+
+    Examples:
+      >>> optimal_lr_from_stats(2.0, 2.0)        # ξ = 1, μ = 1, H = I (d = 2): Σ|μ| / tr H
+      1.0
+      >>> [float(v) for v in optimal_lr_from_stats([1.0, 1.0], [2.0, 0.0])]
+      [0.5, nan]
+
+    References:
+      Li et al. 2024, Theorem 2, Eq. 9 (Appendix C).
+    """
+    n = np.asarray(numer, dtype=np.float64)
+    d = np.asarray(denom, dtype=np.float64)
+    if n.shape != d.shape:
+        raise ValueError(f"numer and denom must have one shape; got {n.shape} and {d.shape}")
+    if not (np.all(np.isfinite(n)) and np.all(np.isfinite(d))):
+        raise ValueError("numer and denom must be finite")
+    out = np.where(d > 0, n / np.where(d > 0, d, 1.0), np.nan)
+    return out if out.ndim else float(out)
+
+
+def large_batch_lr_from_stats(sum_abs_mu: float, s_h_s: float) -> float:
+    """Theorem 4 (Eq. 17) from its two sums: Σ|μ_i| / sᵀHs with s = sign μ.
+
+    Equal to :func:`large_batch_lr`; NaN (not an error) when sᵀHs <= 0.
+
+    Examples:
+      >>> large_batch_lr_from_stats(2.0, 1.0)    # μ = (1, −1), H = [[1, .5], [.5, 1]]
+      2.0
+
+    References:
+      Li et al. 2024, Theorem 4, Eq. 17 (Appendix E).
+    """
+    a = _finite_scalar(sum_abs_mu, "sum_abs_mu")
+    c = _finite_scalar(s_h_s, "s_h_s")
+    if a < 0:
+        raise ValueError(f"sum_abs_mu must be >= 0; got {a:.3g}")
+    return a / c if c > 0 else math.nan

@@ -7,12 +7,11 @@ tracing). With ``repeats`` > 1 the two are run alternately and the fastest wall 
 kept (on a shared machine the minimum is the least disturbed measurement). It reports wall
 time, model-steps per second, the speed-up ratio, and whether both found the same
 steps-to-target S (they should: same init, same batches, same Adam arithmetic).
-:func:`run_bench` is the CLI entry: it also writes a run folder (``theory.rundir``).
+``surgelab validate bench`` (the app layer) writes the result into a run folder.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,14 +32,26 @@ def _model_steps(rows: list[dict[str, Any]], n_targets: int) -> int:
     return sum(int(r["final_step"]) for r in rows[::n_targets])
 
 
-def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
-          lrs: Sequence[float] = (1e-3, 2e-3, 4e-3, 8e-3), seeds: Sequence[int] = (0, 1),
-          betas: tuple[float, float] = (0.9, 0.999), adam_eps: float = 1e-8,
-          targets: Sequence[float] | None = None, max_steps: int = 200,
-          eval_every: int | None = None, device: str = "cpu", data_dir: Any = None,
-          download: bool = False, model_chunk: int | None = None,
-          torch_threads: int | None = None, repeats: int = 1,
-          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def bench(
+    workload_name: str,
+    *,
+    size: str = "smoke",
+    batch_size: int = 32,
+    lrs: Sequence[float] = (1e-3, 2e-3, 4e-3, 8e-3),
+    seeds: Sequence[int] = (0, 1),
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    targets: Sequence[float] | None = None,
+    max_steps: int = 200,
+    eval_every: int | None = None,
+    device: str = "cpu",
+    data_dir: Any = None,
+    download: bool = False,
+    model_chunk: int | None = None,
+    torch_threads: int | None = None,
+    repeats: int = 1,
+    on_progress: Any = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Time both engines on one grid; return ``(summary, rows)`` (rows carry ``engine``).
 
     summary: ``single_s``, ``batched_s`` (fastest wall seconds over ``repeats``), ``ratio`` =
@@ -49,6 +60,12 @@ def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
     ``max_abs_loss_diff`` at the targets, all wall times, and process CPU seconds
     (``*_cpu_s``, ``cpu_ratio``; on a shared CPU machine less noisy than wall time).
     ``torch_threads`` sets torch's intra-op threads for the measurement (restored after).
+    ``on_progress(n)`` is called with the optimiser steps each engine takes.
+
+    Examples:
+      >>> s, rows = bench("synthetic-mlp", lrs=(1e-3,), seeds=(0,), max_steps=10)
+      >>> (s["n_models"], s["same_steps"], len(rows) == 2 * 3)
+      (1, True, True)
     """
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch size must be a positive integer, got {batch_size=}")
@@ -62,8 +79,14 @@ def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
     try:
         w = get_workload(workload_name, size=size, data_dir=data_dir, download=download)
         data = w.load_data(data_dir, device)
-        kw: dict[str, Any] = dict(betas=betas, adam_eps=adam_eps, targets=targets,
-                                  max_steps=max_steps, eval_every=eval_every, device=device)
+        kw: dict[str, Any] = dict(
+            betas=betas,
+            adam_eps=adam_eps,
+            targets=targets,
+            max_steps=max_steps,
+            eval_every=eval_every,
+            device=device,
+        )
         warm = dict(kw, max_steps=min(max_steps, eval_every or w.eval_every))
         train_single(w, data, batch_size, lrs[:1], seeds[:1], **warm)
         train_group(w, data, batch_size, lrs, seeds, model_chunk=model_chunk, **warm)
@@ -74,10 +97,20 @@ def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
                 _sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if name == "single":
-                    single = train_single(w, data, batch_size, lrs, seeds, **kw)
+                    single = train_single(
+                        w, data, batch_size, lrs, seeds, on_progress=on_progress, **kw
+                    )
                 else:
-                    batched = train_group(w, data, batch_size, lrs, seeds,
-                                          model_chunk=model_chunk, **kw)
+                    batched = train_group(
+                        w,
+                        data,
+                        batch_size,
+                        lrs,
+                        seeds,
+                        model_chunk=model_chunk,
+                        on_progress=on_progress,
+                        **kw,
+                    )
                 _sync(device)
                 walls[name].append(time.perf_counter() - t0)
                 cpus[name].append(time.process_time() - c0)
@@ -88,19 +121,34 @@ def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
     n_targets = len(w.targets if targets is None else targets)
     ss, bs = min(walls["single"]), min(walls["batched"])
     ms_single, ms_batched = _model_steps(single, n_targets), _model_steps(batched, n_targets)
-    diffs = [abs(a["loss_at_target"] - b["loss_at_target"]) for a, b in zip(single, batched)
-             if a["reached"] and b["reached"]]
+    diffs = [
+        abs(a["loss_at_target"] - b["loss_at_target"])
+        for a, b in zip(single, batched)
+        if a["reached"] and b["reached"]
+    ]
     summary = {
-        "workload": workload_name, "size": size, "device": device, "batch_size": batch_size,
-        "n_models": len(lrs) * len(seeds), "lrs": list(lrs), "seeds": list(seeds),
-        "max_steps": max_steps, "torch_threads": threads, "repeats": repeats,
+        "workload": workload_name,
+        "size": size,
+        "device": device,
+        "batch_size": batch_size,
+        "n_models": len(lrs) * len(seeds),
+        "lrs": list(lrs),
+        "seeds": list(seeds),
+        "max_steps": max_steps,
+        "torch_threads": threads,
+        "repeats": repeats,
         "model_chunk": model_chunk,
-        "single_s": ss, "batched_s": bs, "ratio": ss / bs if bs > 0 else float("inf"),
-        "single_walls_s": walls["single"], "batched_walls_s": walls["batched"],
+        "single_s": ss,
+        "batched_s": bs,
+        "ratio": ss / bs if bs > 0 else float("inf"),
+        "single_walls_s": walls["single"],
+        "batched_walls_s": walls["batched"],
         # process CPU seconds: on a shared machine less disturbed by other processes than wall
-        "single_cpu_s": min(cpus["single"]), "batched_cpu_s": min(cpus["batched"]),
+        "single_cpu_s": min(cpus["single"]),
+        "batched_cpu_s": min(cpus["batched"]),
         "cpu_ratio": min(cpus["single"]) / max(min(cpus["batched"]), 1e-12),
-        "single_model_steps": ms_single, "batched_model_steps": ms_batched,
+        "single_model_steps": ms_single,
+        "batched_model_steps": ms_batched,
         "single_model_steps_per_s": ms_single / ss if ss > 0 else float("inf"),
         "batched_model_steps_per_s": ms_batched / bs if bs > 0 else float("inf"),
         "same_steps": [a["steps"] for a in single] == [b["steps"] for b in batched],
@@ -108,25 +156,3 @@ def bench(workload_name: str, *, size: str = "smoke", batch_size: int = 32,
         "n_reached": sum(bool(r["reached"]) for r in batched),
     }
     return summary, single + batched
-
-
-def run_bench(workload_name: str, *, out: str | os.PathLike | None = None,
-              **options: Any) -> dict[str, Any]:
-    """CLI entry: :func:`bench`, then a run folder with config.json, meta.json, bench.csv and
-    summary.json. Returns the summary with ``run_dir`` added. ``options`` go to :func:`bench`.
-
-    Examples:
-      >>> s = run_bench("synthetic-mlp", out="/tmp/b", max_steps=20)  # doctest: +SKIP
-      >>> s["ratio"] > 0  # doctest: +SKIP
-      True
-    """
-    from theory.rundir import start_run, write_json, write_table
-
-    config = {"workload": workload_name, **options}
-    device = str(options.get("device", "cpu"))
-    summary, rows = bench(workload_name, **options)
-    path = start_run("validate", "bench", config, out=out, device=device)
-    write_table(path / "bench.csv", rows)
-    summary = {**summary, "run_dir": str(path)}
-    write_json(path / "summary.json", summary)
-    return summary

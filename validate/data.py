@@ -1,26 +1,27 @@
 """Real datasets: where they live, checking them, fetching them, and decoding them to arrays.
 
-Where a dataset is looked for (first hit wins; every miss is listed in the error):
+Where a dataset is looked for:
 
-1. the explicit ``data_dir`` argument (the CLI's ``--data-dir``),
-2. the ``SURGELAB_DATA`` environment variable (several folders separated by ``os.pathsep``),
-3. the user cache, ``$XDG_CACHE_HOME/surgelab`` (default ``~/.cache/surgelab``),
-4. for a development checkout, ``shared/data`` beside the repository (``<repo>/../shared/data``,
-   the project's own layout) when that folder exists.
+* with an explicit ``data_dir`` (the CLI's ``--data-dir``): there and nowhere else — a folder
+  that lacks the dataset is an error, never a silent fallback to another copy;
+* otherwise, first hit wins (every miss is listed in the error): the ``SURGELAB_DATA``
+  environment variable (several folders separated by ``os.pathsep``), the user cache
+  ``$XDG_CACHE_HOME/surgelab`` (default ``~/.cache/surgelab``), and for a development checkout
+  ``shared/data`` beside the repository (``<repo>/../shared/data``) when that folder exists.
 
-With ``download=True`` — or ``SURGELAB_DOWNLOAD=1`` in the environment, which the CLIs'
-``--download`` flag sets so that sweep workers inherit it — a dataset found nowhere is fetched
-into the cache.
+With ``download=True`` (an explicit argument; the command line's ``--download``) a dataset found
+nowhere is fetched into the cache.
 
 In each folder ``root`` a dataset ``name`` is found either as ``root/name/<files>`` (the layout
 of ``../shared/data``) or as ``root/<files>`` (``data_dir`` pointing at the dataset folder
 itself). Every file is checked against its official SHA-256 (:data:`DATASETS`, identical to the
 ``SHA256SUMS`` shipped with the data) before it is parsed; a mismatch is an error, never a
-silent fallback. With ``download=True`` a missing dataset is fetched from its official URL into
-the cache (temp file, checksum verified, then renamed); tests never touch the network.
+silent fallback. A download goes to a temporary file, is checksum-verified, then renamed;
+tests never touch the network.
 
 Decoded arrays (the Tiny-ImageNet JPEGs) are cached as ``.npy`` under
-``<cache>/decoded/`` keyed by the source file's checksum, so the decode happens once.
+``<cache>/decoded/`` keyed by the source file's checksum, so the decode happens once. (The
+download and this cache are the data layer's own files, outside any run folder.)
 """
 
 from __future__ import annotations
@@ -41,26 +42,8 @@ import numpy as np
 
 #: Environment variable naming extra data folders.
 ENV_VAR = "SURGELAB_DATA"
-#: Environment variable that turns on downloading of missing datasets (set by ``--download``).
-DOWNLOAD_ENV_VAR = "SURGELAB_DOWNLOAD"
 #: A development checkout's data: ``shared/data`` beside the repository root.
 CHECKOUT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def allow_download() -> None:
-    """Let missing datasets be fetched, here and in every worker this process starts."""
-    os.environ[DOWNLOAD_ENV_VAR] = "1"
-
-
-DOWNLOAD_HELP = (
-    "fetch missing datasets from their official URLs into the user cache "
-    "(checksum-verified); sets SURGELAB_DOWNLOAD=1"
-)
-
-
-def download_allowed() -> bool:
-    """True when ``$SURGELAB_DOWNLOAD`` is 1/true/yes (the CLIs' ``--download`` sets it)."""
-    return os.environ.get(DOWNLOAD_ENV_VAR, "").strip().lower() in {"1", "true", "yes"}
 
 
 @dataclass(frozen=True)
@@ -79,37 +62,54 @@ _ELI5 = "https://jingshensn2.github.io/eli5c/datasets/"
 #: (for Fashion-MNIST and tinyshakespeare also the published official checksums).
 DATASETS: dict[str, tuple[DataFile, ...]] = {
     "fashion-mnist": (
-        DataFile("train-images-idx3-ubyte.gz",
-                 "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                 _FMNIST + "train-images-idx3-ubyte.gz"),
-        DataFile("train-labels-idx1-ubyte.gz",
-                 "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                 _FMNIST + "train-labels-idx1-ubyte.gz"),
-        DataFile("t10k-images-idx3-ubyte.gz",
-                 "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                 _FMNIST + "t10k-images-idx3-ubyte.gz"),
-        DataFile("t10k-labels-idx1-ubyte.gz",
-                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                 _FMNIST + "t10k-labels-idx1-ubyte.gz"),
+        DataFile(
+            "train-images-idx3-ubyte.gz",
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            _FMNIST + "train-images-idx3-ubyte.gz",
+        ),
+        DataFile(
+            "train-labels-idx1-ubyte.gz",
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            _FMNIST + "train-labels-idx1-ubyte.gz",
+        ),
+        DataFile(
+            "t10k-images-idx3-ubyte.gz",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            _FMNIST + "t10k-images-idx3-ubyte.gz",
+        ),
+        DataFile(
+            "t10k-labels-idx1-ubyte.gz",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            _FMNIST + "t10k-labels-idx1-ubyte.gz",
+        ),
     ),
     # A subset built for this project (SOURCE.md there): no official URL serves these bytes.
     "tiny-imagenet-subset": (
-        DataFile("tiny-imagenet-200-subset.zip",
-                 "a7252b37e789a5c0e907929f17acb08b0696438ec2280463b3921b08b90abd27", None),
+        DataFile(
+            "tiny-imagenet-200-subset.zip",
+            "a7252b37e789a5c0e907929f17acb08b0696438ec2280463b3921b08b90abd27",
+            None,
+        ),
     ),
     "eli5-category": (
-        DataFile("eli5-category-test.json.gz",
-                 "a2f30aa666e1570adc34315de286a67a20eaede4ba82a040521a8571c05d4d7b",
-                 _ELI5 + "eli5-category-test.json.gz"),
-        DataFile("eli5-category-validation-2.json.gz",
-                 "309b7d49de11494c7c7179980f710cbcb5c9a6ebed6f0a30fe2e02dca4f10009",
-                 _ELI5 + "eli5-category-validation-2.json.gz"),
+        DataFile(
+            "eli5-category-test.json.gz",
+            "a2f30aa666e1570adc34315de286a67a20eaede4ba82a040521a8571c05d4d7b",
+            _ELI5 + "eli5-category-test.json.gz",
+        ),
+        DataFile(
+            "eli5-category-validation-2.json.gz",
+            "309b7d49de11494c7c7179980f710cbcb5c9a6ebed6f0a30fe2e02dca4f10009",
+            _ELI5 + "eli5-category-validation-2.json.gz",
+        ),
     ),
     "tinyshakespeare": (
-        DataFile("input.txt",
-                 "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-                 "https://raw.githubusercontent.com/karpathy/char-rnn/"
-                 "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt"),
+        DataFile(
+            "input.txt",
+            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/"
+            "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt",
+        ),
     ),
 }
 
@@ -132,15 +132,16 @@ def cache_dir() -> Path:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders searched for datasets, in priority order: argument, ``$SURGELAB_DATA``, cache.
+    """The folders searched for datasets: ``data_dir`` alone when given, else
+    ``$SURGELAB_DATA``, the user cache and a checkout's ``../shared/data``, in that order.
 
     Examples:
-      >>> resolve_data_dir("/tmp/x")[0]
-      PosixPath('/tmp/x')
+      >>> resolve_data_dir("/tmp/x")
+      [PosixPath('/tmp/x')]
     """
-    out: list[Path] = []
     if data_dir is not None:
-        out.append(Path(data_dir).expanduser())
+        return [Path(data_dir).expanduser()]
+    out: list[Path] = []
     env = os.environ.get(ENV_VAR, "")
     out += [Path(p).expanduser() for p in env.split(os.pathsep) if p]
     out.append(cache_dir())
@@ -181,7 +182,8 @@ def verify_file(path: str | os.PathLike, expected: str) -> None:
         raise ChecksumError(
             f"checksum mismatch for {p}: sha256 {got}, expected {expected}. The file is "
             "corrupt, truncated or a different version; delete it and fetch the official "
-            "file again (download=True / --download), or point --data-dir at a good copy")
+            "file again (download=True / --download), or point --data-dir at a good copy"
+        )
     _VERIFIED[key] = got
 
 
@@ -208,7 +210,8 @@ def download(name: str, dest_root: str | os.PathLike | None = None) -> Path:
         raise DataNotFoundError(
             f"dataset {name!r} has no official download URL for {missing} (it is a subset built "
             "for this project); copy the folder from the project's shared data and pass "
-            "--data-dir or set SURGELAB_DATA")
+            "--data-dir or set SURGELAB_DATA"
+        )
     dest = Path(dest_root if dest_root is not None else cache_dir()) / name
     dest.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -231,11 +234,17 @@ def download(name: str, dest_root: str | os.PathLike | None = None) -> Path:
     return dest
 
 
-def find_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
-                 download_missing: bool = False, verify: bool = True) -> Path:
+def find_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download_missing: bool = False,
+    verify: bool = True,
+) -> Path:
     """The folder holding every file of dataset ``name``, checksums verified.
 
-    Raises :class:`DataNotFoundError` naming every folder searched and the three fixes.
+    ``data_dir`` (when given) is the only folder searched. Raises :class:`DataNotFoundError`
+    naming every folder searched and the fixes.
     """
     files = _spec(name)
     roots = resolve_data_dir(data_dir)
@@ -248,20 +257,28 @@ def find_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
                     for f in files:
                         verify_file(cand / f.name, f.sha256)
                 return cand
-    if download_missing or download_allowed():
+    if download_missing:
         return download(name)
+    needs = ", ".join(f.name for f in files)
+    if data_dir is not None:
+        raise DataNotFoundError(
+            f"{str(data_dir)!r} does not hold dataset {name!r} (looked for {needs} in "
+            f"{', '.join(str(s) for s in searched)}); give the folder that holds {name}/, "
+            f"or leave the data folder out to search ${ENV_VAR} and the user cache"
+        )
     raise DataNotFoundError(
-        f"dataset {name!r} not found in {[str(s) for s in searched]} (needs "
-        f"{[f.name for f in files]}); pass --data-dir DIR (a folder holding {name}/), "
-        f"set {ENV_VAR}=DIR, or allow download (--download, {DOWNLOAD_ENV_VAR}=1 or "
-        f"download=True)")
+        f"dataset {name!r} not found in {[str(s) for s in searched]} (needs {needs}); "
+        f"pass --data-dir DIR (a folder holding {name}/), set {ENV_VAR}=DIR, or allow "
+        f"download (--download, download=True)"
+    )
 
 
 # ----------------------------------------------------------------------------- decoded cache
 
 
-def _cached(key: str, build: Callable[[], dict[str, np.ndarray]],
-            names: Sequence[str]) -> dict[str, np.ndarray]:
+def _cached(
+    key: str, build: Callable[[], dict[str, np.ndarray]], names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """Load arrays ``names`` from ``<cache>/decoded/<key>/``, or build and save them."""
     folder = cache_dir() / "decoded" / key
     if all((folder / f"{n}.npy").is_file() for n in names):
@@ -283,8 +300,14 @@ def _cached(key: str, build: Callable[[], dict[str, np.ndarray]],
 
 # ----------------------------------------------------------------------------- parsers
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def parse_idx(raw: bytes) -> np.ndarray:
@@ -307,8 +330,10 @@ def parse_idx(raw: bytes) -> np.ndarray:
     n = int(np.prod(shape))
     off = 4 + 4 * ndim
     if len(raw) - off != n * dt.itemsize:
-        raise ValueError(f"IDX payload holds {len(raw) - off} bytes; header shape {shape} of "
-                         f"{dt} needs {n * dt.itemsize}")
+        raise ValueError(
+            f"IDX payload holds {len(raw) - off} bytes; header shape {shape} of "
+            f"{dt} needs {n * dt.itemsize}"
+        )
     return np.frombuffer(raw, dt, count=n, offset=off).reshape(shape).astype(dt.newbyteorder("="))
 
 
@@ -318,8 +343,9 @@ def read_idx_gz(path: str | os.PathLike) -> np.ndarray:
         return parse_idx(f.read())
 
 
-def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *,
-                       download: bool = False, verify: bool = True) -> dict[str, np.ndarray]:
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+) -> dict[str, np.ndarray]:
     """Fashion-MNIST as uint8 images (N, 28, 28) and int64 labels: 60k train, 10k test."""
     root = find_dataset("fashion-mnist", data_dir, download_missing=download, verify=verify)
     out = {
@@ -330,8 +356,10 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *,
     }
     for s in ("train", "test"):
         if out[f"x_{s}"].shape[0] != out[f"y_{s}"].shape[0] or out[f"x_{s}"].ndim != 3:
-            raise ValueError(f"Fashion-MNIST {s}: images {out[f'x_{s}'].shape} and labels "
-                             f"{out[f'y_{s}'].shape} do not match")
+            raise ValueError(
+                f"Fashion-MNIST {s}: images {out[f'x_{s}'].shape} and labels "
+                f"{out[f'y_{s}'].shape} do not match"
+            )
     return out
 
 
@@ -346,15 +374,18 @@ def decode_jpeg_rgb(raw: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def tiny_imagenet_index(zf: zipfile.ZipFile) -> tuple[list[str], list[tuple[str, int]],
-                                                       list[tuple[str, int]]]:
+def tiny_imagenet_index(
+    zf: zipfile.ZipFile,
+) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]:
     """(wnids, [(train member, label)], [(val member, label)]) from a tiny-imagenet-200 zip."""
     names = set(zf.namelist())
     wnids = zf.read(TINY_PREFIX + "wnids.txt").decode().split()
     cls = {w: i for i, w in enumerate(wnids)}
-    train = sorted((n, cls[n.split("/")[2]]) for n in names
-                   if n.startswith(TINY_PREFIX + "train/") and n.endswith(".JPEG")
-                   and n.split("/")[2] in cls)
+    train = sorted(
+        (n, cls[n.split("/")[2]])
+        for n in names
+        if n.startswith(TINY_PREFIX + "train/") and n.endswith(".JPEG") and n.split("/")[2] in cls
+    )
     val = []
     for line in zf.read(TINY_PREFIX + "val/val_annotations.txt").decode().splitlines():
         parts = line.split("\t")
@@ -365,8 +396,9 @@ def tiny_imagenet_index(zf: zipfile.ZipFile) -> tuple[list[str], list[tuple[str,
     return wnids, train, val
 
 
-def decode_tiny_imagenet_zip(path: str | os.PathLike, limit: int | None = None
-                             ) -> dict[str, np.ndarray]:
+def decode_tiny_imagenet_zip(
+    path: str | os.PathLike, limit: int | None = None
+) -> dict[str, np.ndarray]:
     """Decode a tiny-imagenet-200 zip: x_* (N, 64, 64, 3) uint8 RGB, y_* int64 class ids.
 
     ``limit`` decodes only the first ``limit`` images of each split (for quick checks).
@@ -379,21 +411,24 @@ def decode_tiny_imagenet_zip(path: str | os.PathLike, limit: int | None = None
             imgs = [decode_jpeg_rgb(zf.read(m)) for m, _ in items]
             if any(im.shape != imgs[0].shape for im in imgs):
                 raise ValueError(f"tiny-imagenet {split}: images differ in size")
-            out[f"x_{split}"] = (np.stack(imgs) if imgs
-                                 else np.zeros((0, 64, 64, 3), np.uint8))
+            out[f"x_{split}"] = np.stack(imgs) if imgs else np.zeros((0, 64, 64, 3), np.uint8)
             out[f"y_{split}"] = np.array([c for _, c in items], dtype=np.int64)
     return out
 
 
-def load_tiny_imagenet(data_dir: str | os.PathLike | None = None, *, download: bool = False,
-                       verify: bool = True, use_cache: bool = True) -> dict[str, np.ndarray]:
+def load_tiny_imagenet(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    verify: bool = True,
+    use_cache: bool = True,
+) -> dict[str, np.ndarray]:
     """The Tiny-ImageNet subset: x_train (20000, 64, 64, 3), x_val (10000, …) uint8, labels.
 
     The 30k JPEG decode (~1 min on one core) is cached under ``<cache>/decoded``.
     """
     (f,) = DATASETS["tiny-imagenet-subset"]
-    root = find_dataset("tiny-imagenet-subset", data_dir, download_missing=download,
-                        verify=verify)
+    root = find_dataset("tiny-imagenet-subset", data_dir, download_missing=download, verify=verify)
     names = ("wnids", "x_train", "y_train", "x_val", "y_val")
     build = lambda: decode_tiny_imagenet_zip(root / f.name)  # noqa: E731
     if not use_cache:
@@ -407,8 +442,9 @@ def eli5_documents(records: list[dict]) -> list[bytes]:
     for r in records:
         parts = [r.get("title") or "", r.get("selftext") or ""]
         parts += list((r.get("answers") or {}).get("text") or [])
-        docs.append(("\n".join(p.strip() for p in parts if p and p.strip()) + "\n\n")
-                    .encode("utf-8"))
+        docs.append(
+            ("\n".join(p.strip() for p in parts if p and p.strip()) + "\n\n").encode("utf-8")
+        )
     return docs
 
 
@@ -417,8 +453,9 @@ def eli5_documents(records: list[dict]) -> list[bytes]:
 ELI5_TEST_FRACTION = 0.1
 
 
-def load_eli5(data_dir: str | os.PathLike | None = None, *, download: bool = False,
-              verify: bool = True) -> dict[str, np.ndarray]:
+def load_eli5(
+    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+) -> dict[str, np.ndarray]:
     """ELI5-Category as byte-level token streams: ``train`` and ``test`` uint8 arrays.
 
     Each question becomes ``title\\nselftext\\nanswer1\\n…\\n\\n`` in UTF-8; tokens are the raw
@@ -432,12 +469,15 @@ def load_eli5(data_dir: str | os.PathLike | None = None, *, download: bool = Fal
     a = eli5_documents(recs["eli5-category-test.json.gz"])
     b = eli5_documents(recs["eli5-category-validation-2.json.gz"])
     cut = len(b) - max(1, round(ELI5_TEST_FRACTION * len(b)))
-    return {"train": np.frombuffer(b"".join(a + b[:cut]), np.uint8).copy(),
-            "test": np.frombuffer(b"".join(b[cut:]), np.uint8).copy()}
+    return {
+        "train": np.frombuffer(b"".join(a + b[:cut]), np.uint8).copy(),
+        "test": np.frombuffer(b"".join(b[cut:]), np.uint8).copy(),
+    }
 
 
-def load_shakespeare(data_dir: str | os.PathLike | None = None, *, download: bool = False,
-                     verify: bool = True) -> dict[str, np.ndarray]:
+def load_shakespeare(
+    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+) -> dict[str, np.ndarray]:
     """tinyshakespeare as bytes: first 90% ``train``, last 10% ``test`` (nanoGPT's split)."""
     root = find_dataset("tinyshakespeare", data_dir, download_missing=download, verify=verify)
     raw = np.frombuffer((root / "input.txt").read_bytes(), np.uint8).copy()

@@ -39,6 +39,13 @@ Semantics shared by both (the contract the sweep relies on):
 * **Divergence**: a non-finite held-in loss, or one above ``diverge_factor`` × the model's
   initial loss, marks the model diverged and freezes it; nothing raises.
 * **Stop**: when every model has reached every target or diverged, or at ``max_steps``.
+* **Checkpoints**: :func:`train_group` can hand its whole state (stacked parameters, Adam
+  moments, rows, step) to an ``on_checkpoint`` callback every ``checkpoint_every`` seconds, at
+  an evaluation boundary; ``resume=state`` continues from such a state and gives the rows an
+  uninterrupted run gives (the batch stream is addressed by step, so nothing is replayed).
+  The library never writes the state anywhere itself.
+* **Progress**: ``on_progress(n)`` is called with the optimiser steps just taken (the app
+  layer passes a progress bar's ``update``); the engine prints nothing.
 """
 
 from __future__ import annotations
@@ -53,12 +60,27 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from validate.workload import Data, Workload
+from validate.contract import Data, Workload
 
 #: Keys of every row returned by :func:`train_group` / :func:`train_single`.
-ROW_KEYS = ("batch_size", "lr", "seed", "target", "reached", "steps", "examples",
-            "loss_at_target", "loss_after_further", "loss_reduction", "diverged",
-            "further_diverged", "final_step", "wall_s", "group_size", "engine")
+ROW_KEYS = (
+    "batch_size",
+    "lr",
+    "seed",
+    "target",
+    "reached",
+    "steps",
+    "examples",
+    "loss_at_target",
+    "loss_after_further",
+    "loss_reduction",
+    "diverged",
+    "further_diverged",
+    "final_step",
+    "wall_s",
+    "group_size",
+    "engine",
+)
 
 #: A held-in loss this many times the initial loss counts as divergence. Cross-entropy starts
 #: near log(classes); Adam runs that blow up go far past 3× that, while healthy runs never
@@ -78,12 +100,12 @@ def stream_seed(seed: int) -> int:
     A SeedSequence hash, so seeds 0, 1, 2 … give unrelated streams and the stream never equals
     the ``torch.manual_seed(seed)`` stream used for the weights.
     """
-    return int(np.random.SeedSequence([int(seed), 0x5EED]).generate_state(1, np.uint64)[0]
-               % (2**63 - 1))
+    return int(
+        np.random.SeedSequence([int(seed), 0x5EED]).generate_state(1, np.uint64)[0] % (2**63 - 1)
+    )
 
 
-def eval_interval(batch_size: int, n_eval: int, base: int = 10,
-                  max_overhead: float = 0.5) -> int:
+def eval_interval(batch_size: int, n_eval: int, base: int = 10, max_overhead: float = 0.5) -> int:
     """Steps between held-in evaluations so evaluation costs at most ``max_overhead`` × training.
 
     One evaluation forwards ``n_eval`` examples, about n_eval/3 training-example equivalents
@@ -97,15 +119,26 @@ def eval_interval(batch_size: int, n_eval: int, base: int = 10,
       (21, 1334)
     """
     if batch_size < 1 or n_eval < 1 or base < 1 or not max_overhead > 0:
-        raise ValueError(f"need batch_size, n_eval, base >= 1 and max_overhead > 0; got "
-                         f"{batch_size=} {n_eval=} {base=} {max_overhead=}")
+        raise ValueError(
+            f"need batch_size, n_eval, base >= 1 and max_overhead > 0; got "
+            f"{batch_size=} {n_eval=} {base=} {max_overhead=}"
+        )
     return max(int(base), math.ceil(n_eval / (3.0 * batch_size * max_overhead)))
 
 
-def _check_args(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
-                seeds: Sequence[int], betas: tuple[float, float], adam_eps: float,
-                targets: Sequence[float] | None, further_steps: int | None,
-                max_steps: int | None, eval_every: int | None) -> dict[str, Any]:
+def _check_args(
+    workload: Workload,
+    data: Data,
+    batch_size: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    betas: tuple[float, float],
+    adam_eps: float,
+    targets: Sequence[float] | None,
+    further_steps: int | None,
+    max_steps: int | None,
+    eval_every: int | None,
+) -> dict[str, Any]:
     if not isinstance(workload, Workload):
         raise ValueError(f"workload must be a validate.workload.Workload; got {type(workload)}")
     if not isinstance(data, Data):
@@ -137,8 +170,16 @@ def _check_args(workload: Workload, data: Data, batch_size: int, lrs: Sequence[f
         raise ValueError(f"max_steps must be >= 1; got {max_steps=}")
     if ee < 1:
         raise ValueError(f"eval_every must be >= 1; got {eval_every=}")
-    return dict(batch_size=int(batch_size), lrs=lrs, seeds=seeds, betas=(b1, b2),
-                targets=tg, further_steps=fs, max_steps=ms, eval_every=ee)
+    return dict(
+        batch_size=int(batch_size),
+        lrs=lrs,
+        seeds=seeds,
+        betas=(b1, b2),
+        targets=tg,
+        further_steps=fs,
+        max_steps=ms,
+        eval_every=ee,
+    )
 
 
 def _check_model(model: torch.nn.Module) -> None:
@@ -147,7 +188,8 @@ def _check_model(model: torch.nn.Module) -> None:
             raise ValueError(
                 f"{type(mod).__name__} keeps running statistics, which a vmapped functional "
                 "training step cannot update; use GroupNorm/LayerNorm or "
-                "track_running_stats=False in the workload's model")
+                "track_running_stats=False in the workload's model"
+            )
 
 
 def _init_model(workload: Workload, seed: int, device: str) -> torch.nn.Module:
@@ -159,11 +201,24 @@ def _init_model(workload: Workload, seed: int, device: str) -> torch.nn.Module:
 
 
 def _new_row(cfg: dict[str, Any], lr: float, seed: int, target: float) -> dict[str, Any]:
-    return {"batch_size": cfg["batch_size"], "lr": lr, "seed": seed, "target": target,
-            "reached": False, "steps": None, "examples": None, "loss_at_target": None,
-            "loss_after_further": None, "loss_reduction": None, "diverged": False,
-            "further_diverged": False, "final_step": 0, "wall_s": 0.0, "group_size": 0,
-            "engine": ""}
+    return {
+        "batch_size": cfg["batch_size"],
+        "lr": lr,
+        "seed": seed,
+        "target": target,
+        "reached": False,
+        "steps": None,
+        "examples": None,
+        "loss_at_target": None,
+        "loss_after_further": None,
+        "loss_reduction": None,
+        "diverged": False,
+        "further_diverged": False,
+        "final_step": 0,
+        "wall_s": 0.0,
+        "group_size": 0,
+        "engine": "",
+    }
 
 
 def _record_cross(row: dict[str, Any], step: int, batch_size: int, loss: float) -> None:
@@ -173,8 +228,9 @@ def _record_cross(row: dict[str, Any], step: int, batch_size: int, loss: float) 
     row["loss_at_target"] = float(loss)
 
 
-def _record_further(row: dict[str, Any], after: float, at: float, init: float,
-                    factor: float) -> None:
+def _record_further(
+    row: dict[str, Any], after: float, at: float, init: float, factor: float
+) -> None:
     row["loss_after_further"] = float(after)
     row["loss_reduction"] = float(at - after)
     row["further_diverged"] = bool(not math.isfinite(after) or after > factor * init)
@@ -212,9 +268,14 @@ def batch_indices(keys: torch.Tensor, step: int, batch_size: int, n: int) -> tor
     return _srl(z, 1) % int(n)
 
 
-def _sample(data: Data, keys: torch.Tensor, step: int, batch_size: int,
-            transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
-            gens: Sequence[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(
+    data: Data,
+    keys: torch.Tensor,
+    step: int,
+    batch_size: int,
+    transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
+    gens: Sequence[torch.Generator] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch of step ``step`` for each stream key: x (S, B, ...), y (S, B, ...)."""
     idx = batch_indices(keys, step, batch_size, data.n_train).to(data.x_train.device)
     x, y = data.x_train[idx], data.y_train[idx]
@@ -241,17 +302,25 @@ class _Stacked:
     of parameter tensors (ResNet-18 has 62): few kernel launches per step on a GPU.
     """
 
-    def __init__(self, flat: torch.Tensor, layout: list[tuple[str, tuple[int, ...], int, int]],
-                 buffers: dict[str, torch.Tensor], m: torch.Tensor, v: torch.Tensor,
-                 lr: torch.Tensor, t: int) -> None:
+    def __init__(
+        self,
+        flat: torch.Tensor,
+        layout: list[tuple[str, tuple[int, ...], int, int]],
+        buffers: dict[str, torch.Tensor],
+        m: torch.Tensor,
+        v: torch.Tensor,
+        lr: torch.Tensor,
+        t: int,
+    ) -> None:
         self.flat, self.layout, self.buffers = flat, layout, buffers
         self.m, self.v, self.lr, self.t = m, v, lr, t
         n = flat.shape[0]
-        self.params = {k: flat[:, a:a + size].view(n, *shape) for k, shape, a, size in layout}
+        self.params = {k: flat[:, a : a + size].view(n, *shape) for k, shape, a, size in layout}
 
     @classmethod
-    def from_dicts(cls, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                   lr: torch.Tensor) -> _Stacked:
+    def from_dicts(
+        cls, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], lr: torch.Tensor
+    ) -> _Stacked:
         """Stack already-stacked parameter dicts (each (M, ...)) into the flat layout."""
         layout, a = [], 0
         for k, p in params.items():
@@ -260,8 +329,15 @@ class _Stacked:
             a += size
         n = int(lr.shape[0])
         flat = torch.cat([p.detach().reshape(n, -1) for p in params.values()], dim=1).clone()
-        return cls(flat, layout, {k: b.detach().clone() for k, b in buffers.items()},
-                   torch.zeros_like(flat), torch.zeros_like(flat), lr, 0)
+        return cls(
+            flat,
+            layout,
+            {k: b.detach().clone() for k, b in buffers.items()},
+            torch.zeros_like(flat),
+            torch.zeros_like(flat),
+            lr,
+            0,
+        )
 
     def flatten(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-parameter (M, ...) gradients → one (M, P) tensor in the flat layout."""
@@ -270,10 +346,15 @@ class _Stacked:
 
     def select(self, idx: torch.Tensor) -> _Stacked:
         """The sub-stack of models ``idx`` (a copy: index_select never aliases)."""
-        return _Stacked(self.flat.index_select(0, idx), self.layout,
-                        {k: b.index_select(0, idx) for k, b in self.buffers.items()},
-                        self.m.index_select(0, idx), self.v.index_select(0, idx),
-                        self.lr.index_select(0, idx), self.t)
+        return _Stacked(
+            self.flat.index_select(0, idx),
+            self.layout,
+            {k: b.index_select(0, idx) for k, b in self.buffers.items()},
+            self.m.index_select(0, idx),
+            self.v.index_select(0, idx),
+            self.lr.index_select(0, idx),
+            self.t,
+        )
 
 
 def _adam_step(st: _Stacked, grads: torch.Tensor, b1: float, b2: float, eps: float) -> None:
@@ -284,8 +365,8 @@ def _adam_step(st: _Stacked, grads: torch.Tensor, b1: float, b2: float, eps: flo
     With β1 = β2 = 0 this is p ← p − η g/(|g| + ε): sign descent as ε → 0.
     """
     st.t += 1
-    bc1 = 1.0 - b1 ** st.t
-    bc2_sqrt = math.sqrt(1.0 - b2 ** st.t)
+    bc1 = 1.0 - b1**st.t
+    bc2_sqrt = math.sqrt(1.0 - b2**st.t)
     st.m.lerp_(grads, 1.0 - b1)
     st.v.mul_(b2).addcmul_(grads, grads, value=1.0 - b2)
     denom = (st.v.sqrt() / bc2_sqrt).add_(eps)
@@ -295,8 +376,14 @@ def _adam_step(st: _Stacked, grads: torch.Tensor, b1: float, b2: float, eps: flo
 class _Batched:
     """The vmapped loss/gradient and held-in evaluation of one workload's architecture."""
 
-    def __init__(self, workload: Workload, template: torch.nn.Module, data: Data,
-                 eval_chunk: int, model_chunk: int | None) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        template: torch.nn.Module,
+        data: Data,
+        eval_chunk: int,
+        model_chunk: int | None,
+    ) -> None:
         self.data, self.eval_chunk, self.model_chunk = data, eval_chunk, model_chunk
 
         def loss_fn(p, b, x, y):
@@ -317,8 +404,9 @@ class _Batched:
         g = torch.empty_like(st.flat)
         for i, j in self._chunks(st):
             flat = st.flat[i:j].detach().requires_grad_(True)
-            params = {k: flat[:, a:a + size].view(j - i, *shape)
-                      for k, shape, a, size in st.layout}
+            params = {
+                k: flat[:, a : a + size].view(j - i, *shape) for k, shape, a, size in st.layout
+            }
             buffers = {k: b[i:j] for k, b in st.buffers.items()}
             losses = self._loss(params, buffers, x[i:j], y[i:j])
             (g[i:j],) = torch.autograd.grad(losses.sum(), flat)
@@ -347,21 +435,30 @@ class _Batched:
                 params = {k: p[m] for k, p in st.params.items()}
                 buffers = {k: v[m] for k, v in st.buffers.items()}
                 for i in range(0, n, self.eval_chunk):
-                    xc, yc = xe[i:i + self.eval_chunk], ye[i:i + self.eval_chunk]
+                    xc, yc = xe[i : i + self.eval_chunk], ye[i : i + self.eval_chunk]
                     tot[m] += self._loss_one(params, buffers, xc, yc).double() * xc.shape[0]
             return tot / n
         for a, b in self._chunks(st):
             params = {k: p[a:b] for k, p in st.params.items()}
             buffers = {k: v[a:b] for k, v in st.buffers.items()}
             for i in range(0, n, self.eval_chunk):
-                xc, yc = xe[i:i + self.eval_chunk], ye[i:i + self.eval_chunk]
+                xc, yc = xe[i : i + self.eval_chunk], ye[i : i + self.eval_chunk]
                 tot[a:b] += self._eval(params, buffers, xc, yc).double() * xc.shape[0]
         return (tot / n).cpu()
 
 
-def _batched_steps(eng: _Batched, st: _Stacked, seed_of: list[int],
-                   gens: dict[int, torch.Generator] | None, n: int, cfg: dict[str, Any],
-                   transform, b1: float, b2: float, eps: float) -> None:
+def _batched_steps(
+    eng: _Batched,
+    st: _Stacked,
+    seed_of: list[int],
+    gens: dict[int, torch.Generator] | None,
+    n: int,
+    cfg: dict[str, Any],
+    transform,
+    b1: float,
+    b2: float,
+    eps: float,
+) -> None:
     """``n`` Adam steps on the stack; model i draws from the data stream of ``seed_of[i]``.
 
     Each distinct seed's batch is drawn once per step and gathered to its models, so models
@@ -381,13 +478,28 @@ def _batched_steps(eng: _Batched, st: _Stacked, seed_of: list[int],
         _adam_step(st, eng.grads(st, x, y), b1, b2, eps)
 
 
-def train_group(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
-                seeds: Sequence[int], *, betas: tuple[float, float] = (0.9, 0.999),
-                adam_eps: float = 1e-8, targets: Sequence[float] | None = None,
-                further_steps: int | None = None, max_steps: int | None = None,
-                eval_every: int | None = None, device: str = "cpu", progress: bool = False,
-                diverge_factor: float = DIVERGE_FACTOR, eval_chunk: int = EVAL_CHUNK,
-                model_chunk: int | None = None) -> list[dict[str, Any]]:
+def train_group(
+    workload: Workload,
+    data: Data,
+    batch_size: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    targets: Sequence[float] | None = None,
+    further_steps: int | None = None,
+    max_steps: int | None = None,
+    eval_every: int | None = None,
+    device: str = "cpu",
+    on_progress: Callable[[int], None] | None = None,
+    diverge_factor: float = DIVERGE_FACTOR,
+    eval_chunk: int = EVAL_CHUNK,
+    model_chunk: int | None = None,
+    checkpoint_every: float | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Train every (lr, seed) model of one batch size as one vmapped program.
 
     Args:
@@ -399,11 +511,16 @@ def train_group(workload: Workload, data: Data, batch_size: int, lrs: Sequence[f
       targets: held-in loss targets, descending (default ``workload.targets``).
       further_steps, max_steps, eval_every: default to the workload's values.
       device: torch device for the whole group.
-      progress: show a tqdm bar over steps.
+      on_progress: called with the number of optimiser steps just taken (main runs).
       diverge_factor: loss above this multiple of the initial loss = diverged.
       eval_chunk: held-in examples per evaluation forward pass.
       model_chunk: at most this many models per vmapped forward/backward (None: all at
         once). Bounds activation memory for big groups on a GPU; results do not change.
+      checkpoint_every: seconds between calls of ``on_checkpoint`` (None: never).
+      on_checkpoint: called with the group's whole state (a dict of tensors and lists, on the
+        CPU) at an evaluation boundary; pass it back as ``resume`` to continue from there.
+      resume: a state from ``on_checkpoint`` of the same group (same workload, batch size,
+        lrs, seeds and protocol; a different one is a ``ValueError``).
 
     Returns:
       One dict per (lr, seed, target), in that nesting order, with the keys ``ROW_KEYS``:
@@ -420,8 +537,19 @@ def train_group(workload: Workload, data: Data, batch_size: int, lrs: Sequence[f
       >>> len(rows) == 2 * len(w.targets)
       True
     """
-    cfg = _check_args(workload, data, batch_size, lrs, seeds, betas, adam_eps, targets,
-                      further_steps, max_steps, eval_every)
+    cfg = _check_args(
+        workload,
+        data,
+        batch_size,
+        lrs,
+        seeds,
+        betas,
+        adam_eps,
+        targets,
+        further_steps,
+        max_steps,
+        eval_every,
+    )
     if model_chunk is not None and model_chunk < 1:
         raise ValueError(f"model_chunk must be >= 1 or None; got {model_chunk=}")
     if eval_chunk < 1:
@@ -443,83 +571,194 @@ def train_group(workload: Workload, data: Data, batch_size: int, lrs: Sequence[f
         raise ValueError(f"the model's parameters must share one dtype; got {dtypes}")
     lr_t = torch.tensor([lr for lr, _ in models], device=device, dtype=dtypes.pop())
     st = _Stacked.from_dicts(params, buffers, lr_t)
+    del inits, params, buffers
     eng = _Batched(workload, template, data, eval_chunk, model_chunk)
     gens = None  # torch generators only for a workload's random batch_transform
     if workload.batch_transform is not None:
-        gens = {s: torch.Generator(device=device).manual_seed(stream_seed(s))
-                for s in cfg["seeds"]}
+        gens = {s: torch.Generator(device=device).manual_seed(stream_seed(s)) for s in cfg["seeds"]}
 
-    active = list(range(n_models))      # model ids still training, in stack order
-    next_t = [0] * n_models             # index of the next target each model must reach
-    init_loss = eng.eval(st).tolist()
+    ident = _group_identity(cfg, st)
+    active = list(range(n_models))  # model ids still training, in stack order
+    next_t = [0] * n_models  # index of the next target each model must reach
     final_step = [0] * n_models
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg["max_steps"], desc=f"B={B} x{n_models}", leave=False)
-    step = 0
-    losses = init_loss
+    step, spent = 0, 0.0
+    if resume is not None:
+        if resume.get("identity") != ident:
+            raise ValueError(
+                "resume holds the state of another group (batch size, lrs, seeds, "
+                "protocol or model layout differ); start this group afresh"
+            )
+        st, active, next_t, final_step, step, rows, init_loss, gens = _restore(resume, st, device)
+        spent = float(resume["wall_s"])
+        losses = None  # the bookkeeping of this evaluation was done before the checkpoint
+    else:
+        init_loss = eng.eval(st).tolist()
+        losses = init_loss
+    last_ckpt = time.perf_counter()
     while True:
-        # -- bookkeeping at an evaluation: divergence, crossings, forks, compaction
-        crossed: list[int] = []          # stack positions that crossed >= 1 target now
-        keep: list[int] = []
-        for pos, mid in enumerate(active):
-            loss = losses[pos]
-            final_step[mid] = step
-            if not math.isfinite(loss) or loss > diverge_factor * init_loss[mid]:
-                for k in range(next_t[mid], len(tg)):
-                    rows[mid][k]["diverged"] = True
-                next_t[mid] = len(tg)
-                continue
-            k0 = next_t[mid]
-            while next_t[mid] < len(tg) and loss <= tg[next_t[mid]]:
-                _record_cross(rows[mid][next_t[mid]], step, B, loss)
-                next_t[mid] += 1
-            if next_t[mid] > k0:
-                crossed.append(pos)
-            if next_t[mid] < len(tg):
-                keep.append(pos)
-        if crossed:
-            idx = torch.tensor(crossed, device=device)
-            fork = st.select(idx)
-            fseeds = [models[active[p]][1] for p in crossed]
-            fgens = None if gens is None else {s: _clone_gen(gens[s]) for s in set(fseeds)}
-            _batched_steps(eng, fork, fseeds, fgens, F, cfg, workload.batch_transform,
-                           b1, b2, eps)
-            after = eng.eval(fork).tolist()
-            for j, pos in enumerate(crossed):
-                mid = active[pos]
-                for row in rows[mid]:
-                    if row["reached"] and row["loss_after_further"] is None:
-                        _record_further(row, after[j], row["loss_at_target"],
-                                        init_loss[mid], diverge_factor)
-            del fork
-        if len(keep) < len(active):
-            if not keep:
+        if losses is not None:
+            # -- bookkeeping at an evaluation: divergence, crossings, forks, compaction
+            crossed: list[int] = []  # stack positions that crossed >= 1 target now
+            keep: list[int] = []
+            for pos, mid in enumerate(active):
+                loss = losses[pos]
+                final_step[mid] = step
+                if not math.isfinite(loss) or loss > diverge_factor * init_loss[mid]:
+                    for k in range(next_t[mid], len(tg)):
+                        rows[mid][k]["diverged"] = True
+                    next_t[mid] = len(tg)
+                    continue
+                k0 = next_t[mid]
+                while next_t[mid] < len(tg) and loss <= tg[next_t[mid]]:
+                    _record_cross(rows[mid][next_t[mid]], step, B, loss)
+                    next_t[mid] += 1
+                if next_t[mid] > k0:
+                    crossed.append(pos)
+                if next_t[mid] < len(tg):
+                    keep.append(pos)
+            if crossed:
+                idx = torch.tensor(crossed, device=device)
+                fork = st.select(idx)
+                fseeds = [models[active[p]][1] for p in crossed]
+                fgens = None if gens is None else {s: _clone_gen(gens[s]) for s in set(fseeds)}
+                _batched_steps(
+                    eng, fork, fseeds, fgens, F, cfg, workload.batch_transform, b1, b2, eps
+                )
+                after = eng.eval(fork).tolist()
+                for j, pos in enumerate(crossed):
+                    mid = active[pos]
+                    for row in rows[mid]:
+                        if row["reached"] and row["loss_after_further"] is None:
+                            _record_further(
+                                row, after[j], row["loss_at_target"], init_loss[mid], diverge_factor
+                            )
+                del fork
+            if len(keep) < len(active):
+                if not keep:
+                    break
+                st = st.select(torch.tensor(keep, device=device))
+                active = [active[p] for p in keep]
+            if step >= cfg["max_steps"]:
                 break
-            st = st.select(torch.tensor(keep, device=device))
-            active = [active[p] for p in keep]
-        if step >= cfg["max_steps"]:
-            break
+        now = time.perf_counter()
+        if (
+            on_checkpoint is not None
+            and checkpoint_every is not None
+            and now - last_ckpt >= checkpoint_every
+        ):
+            on_checkpoint(
+                _snapshot(
+                    ident,
+                    st,
+                    active,
+                    next_t,
+                    final_step,
+                    step,
+                    rows,
+                    init_loss,
+                    gens,
+                    spent + now - t0,
+                )
+            )
+            last_ckpt = time.perf_counter()
         # -- train to the next evaluation
         n = min(cfg["eval_every"], cfg["max_steps"] - step)
-        _batched_steps(eng, st, [models[m][1] for m in active], gens, n, cfg,
-                       workload.batch_transform, b1, b2, eps)
+        _batched_steps(
+            eng,
+            st,
+            [models[m][1] for m in active],
+            gens,
+            n,
+            cfg,
+            workload.batch_transform,
+            b1,
+            b2,
+            eps,
+        )
         step += n
-        if bar is not None:
-            bar.update(n)
+        if on_progress is not None:
+            on_progress(n)
         losses = eng.eval(st).tolist()
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - t0
+    wall = spent + time.perf_counter() - t0
     out = []
     for mid in range(n_models):
         for row in rows[mid]:
-            row.update(final_step=final_step[mid], wall_s=wall, group_size=n_models,
-                       engine="batched")
+            row.update(
+                final_step=final_step[mid], wall_s=wall, group_size=n_models, engine="batched"
+            )
             out.append(row)
     return out
+
+
+def _group_identity(cfg: dict[str, Any], st: _Stacked) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed by this group."""
+    return {
+        "cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "layout": [[k, list(shape), a, size] for k, shape, a, size in st.layout],
+        "buffers": sorted(st.buffers),
+    }
+
+
+def _snapshot(
+    ident: dict[str, Any],
+    st: _Stacked,
+    active: list[int],
+    next_t: list[int],
+    final_step: list[int],
+    step: int,
+    rows: list[list[dict[str, Any]]],
+    init_loss: list[float],
+    gens: dict[int, torch.Generator] | None,
+    wall_s: float,
+) -> dict[str, Any]:
+    """The group's whole state as CPU tensors and plain lists (picklable, device-free)."""
+    return {
+        "identity": ident,
+        "step": step,
+        "t": st.t,
+        "wall_s": wall_s,
+        "active": list(active),
+        "next_t": list(next_t),
+        "final_step": list(final_step),
+        "init_loss": list(init_loss),
+        "rows": copy.deepcopy(rows),
+        "flat": st.flat.cpu().clone(),
+        "m": st.m.cpu().clone(),
+        "v": st.v.cpu().clone(),
+        "lr": st.lr.cpu().clone(),
+        "buffers": {k: b.cpu().clone() for k, b in st.buffers.items()},
+        "gens": None if gens is None else {s: g.get_state() for s, g in gens.items()},
+    }
+
+
+def _restore(state: dict[str, Any], like: _Stacked, device: str):
+    """Inverse of :func:`_snapshot` (``like`` supplies the layout)."""
+    st = _Stacked(
+        state["flat"].to(device),
+        like.layout,
+        {k: b.to(device) for k, b in state["buffers"].items()},
+        state["m"].to(device),
+        state["v"].to(device),
+        state["lr"].to(device),
+        int(state["t"]),
+    )
+    gens = None
+    if state["gens"] is not None:
+        gens = {}
+        for s, g_state in state["gens"].items():
+            g = torch.Generator(device=device)
+            g.set_state(g_state)
+            gens[int(s)] = g
+    return (
+        st,
+        list(state["active"]),
+        list(state["next_t"]),
+        list(state["final_step"]),
+        int(state["step"]),
+        copy.deepcopy(state["rows"]),
+        list(state["init_loss"]),
+        gens,
+    )
 
 
 # ----------------------------------------------------------------------------- single engine
@@ -530,31 +769,51 @@ def _eval_single(workload: Workload, model: torch.nn.Module, data: Data, chunk: 
     n = int(data.x_eval.shape[0])
     tot = 0.0
     for i in range(0, n, chunk):
-        xc, yc = data.x_eval[i:i + chunk], data.y_eval[i:i + chunk]
+        xc, yc = data.x_eval[i : i + chunk], data.y_eval[i : i + chunk]
         tot += float(workload.loss(model(xc), yc).double()) * xc.shape[0]
     return tot / n
 
 
-def _single_steps(workload: Workload, model: torch.nn.Module, opt: torch.optim.Optimizer,
-                  data: Data, batch_size: int, key: torch.Tensor, t0: int,
-                  gen: torch.Generator | None, n: int) -> int:
+def _single_steps(
+    workload: Workload,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: Data,
+    batch_size: int,
+    key: torch.Tensor,
+    t0: int,
+    gen: torch.Generator | None,
+    n: int,
+) -> int:
     """``n`` optimiser steps from step count ``t0``; returns the new step count."""
     for t in range(t0, t0 + n):
-        x, y = _sample(data, key, t, batch_size, workload.batch_transform,
-                       None if gen is None else [gen])
+        x, y = _sample(
+            data, key, t, batch_size, workload.batch_transform, None if gen is None else [gen]
+        )
         opt.zero_grad(set_to_none=True)
         workload.loss(model(x[0]), y[0]).backward()
         opt.step()
     return t0 + n
 
 
-def train_single(workload: Workload, data: Data, batch_size: int, lrs: Sequence[float],
-                 seeds: Sequence[int], *, betas: tuple[float, float] = (0.9, 0.999),
-                 adam_eps: float = 1e-8, targets: Sequence[float] | None = None,
-                 further_steps: int | None = None, max_steps: int | None = None,
-                 eval_every: int | None = None, device: str = "cpu", progress: bool = False,
-                 diverge_factor: float = DIVERGE_FACTOR, eval_chunk: int = EVAL_CHUNK,
-                 ) -> list[dict[str, Any]]:
+def train_single(
+    workload: Workload,
+    data: Data,
+    batch_size: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
+    targets: Sequence[float] | None = None,
+    further_steps: int | None = None,
+    max_steps: int | None = None,
+    eval_every: int | None = None,
+    device: str = "cpu",
+    on_progress: Callable[[int], None] | None = None,
+    diverge_factor: float = DIVERGE_FACTOR,
+    eval_chunk: int = EVAL_CHUNK,
+) -> list[dict[str, Any]]:
     """The protocol of :func:`train_group`, one model at a time with ``torch.optim.Adam``.
 
     Same arguments, rows and semantics (init, data stream, evaluation, forks, divergence);
@@ -562,24 +821,31 @@ def train_single(workload: Workload, data: Data, batch_size: int, lrs: Sequence[
     the baseline of :mod:`validate.bench` and as the reference the batched engine is tested
     against.
     """
-    cfg = _check_args(workload, data, batch_size, lrs, seeds, betas, adam_eps, targets,
-                      further_steps, max_steps, eval_every)
+    cfg = _check_args(
+        workload,
+        data,
+        batch_size,
+        lrs,
+        seeds,
+        betas,
+        adam_eps,
+        targets,
+        further_steps,
+        max_steps,
+        eval_every,
+    )
     tg, B, F = cfg["targets"], cfg["batch_size"], cfg["further_steps"]
     data = data.to(device) if data.x_train.device != torch.device(device) else data
     out = []
     pairs = [(lr, s) for lr in cfg["lrs"] for s in cfg["seeds"]]
-    it: Any = pairs
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(pairs, desc=f"B={B} single", leave=False)
-    for lr, seed in it:
+    for lr, seed in pairs:
         t0 = time.perf_counter()
         rows = [_new_row(cfg, lr, seed, t) for t in tg]
         model = _init_model(workload, seed, device)
         # foreach=False: the single-tensor path, whose arithmetic _adam_step mirrors
-        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=cfg["betas"], eps=adam_eps,
-                               foreach=False)
+        opt = torch.optim.Adam(
+            model.parameters(), lr=lr, betas=cfg["betas"], eps=adam_eps, foreach=False
+        )
         key = torch.tensor([stream_seed(seed)], dtype=torch.int64, device=device)
         gen = None
         if workload.batch_transform is not None:
@@ -597,8 +863,17 @@ def train_single(workload: Workload, data: Data, batch_size: int, lrs: Sequence[
                 nxt += 1
             if nxt > k0:
                 fm, fo = copy.deepcopy((model, opt))
-                _single_steps(workload, fm, fo, data, B, key, step,
-                              None if gen is None else _clone_gen(gen), F)
+                _single_steps(
+                    workload,
+                    fm,
+                    fo,
+                    data,
+                    B,
+                    key,
+                    step,
+                    None if gen is None else _clone_gen(gen),
+                    F,
+                )
                 after = _eval_single(workload, fm, data, eval_chunk)
                 for r in rows[k0:nxt]:
                     _record_further(r, after, r["loss_at_target"], init, diverge_factor)
@@ -607,6 +882,8 @@ def train_single(workload: Workload, data: Data, batch_size: int, lrs: Sequence[
                 break
             n = min(cfg["eval_every"], cfg["max_steps"] - step)
             step = _single_steps(workload, model, opt, data, B, key, step, gen, n)
+            if on_progress is not None:
+                on_progress(n)
             loss = _eval_single(workload, model, data, eval_chunk)
         wall = time.perf_counter() - t0
         for r in rows:

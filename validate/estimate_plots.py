@@ -3,7 +3,7 @@ beyond picking columns): predicted vs measured best learning rate per batch size
 histogram of the regime bound π σ_i²/(2 μ_i²), and the noise scales against the loss.
 
 Each function is ``plot_x(rows, ax=None) -> Axes`` with ``rows`` a table as read by
-:func:`theory.rundir.read_table`.
+:func:`surgelab.rundir.read_table`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def _num(v: Any) -> float:
     return x
 
 
-def plot_lr_vs_batch(rows: Rows, update: str = "sign", step: int | None = None,
-                     ax: Any = None) -> Any:
+def plot_lr_vs_batch(
+    rows: Rows, update: str = "sign", step: int | None = None, ax: Any = None
+) -> Any:
     """Best learning rate vs batch size at one checkpoint: theory (lines) and measured (points).
 
     ``update="sign"``: Theorem 2 (``lr_pred_sign``), Theorem 3's surge curve (``lr_thm3``), the
@@ -48,18 +49,30 @@ def plot_lr_vs_batch(rows: Rows, update: str = "sign", step: int | None = None,
         step = rows[0].get("step")
     sel = sorted((r for r in rows if r.get("step") == step), key=lambda r: _num(r["batch_size"]))
     b = [_num(r["batch_size"]) for r in sel]
-    lines = (("lr_pred_sign", "Theorem 2 (independent coords)", "-"),
-             ("lr_thm3", "Theorem 3 surge curve", "--")) if update == "sign" else \
-        (("lr_pred_sgd", "McCandlish, diagonal Σ", "-"),
-         ("lr_pred_sgd_full", "McCandlish, full tr(HΣ)", "--"))
+    lines = (
+        (
+            ("lr_pred_sign", "Theorem 2 (independent coords)", "-"),
+            ("lr_thm3", "Theorem 3 surge curve", "--"),
+        )
+        if update == "sign"
+        else (
+            ("lr_pred_sgd", "McCandlish, diagonal Σ", "-"),
+            ("lr_pred_sgd_full", "McCandlish, full tr(HΣ)", "--"),
+        )
+    )
     for key, label, ls in lines:
         y = [_num(r.get(key)) for r in sel]
         if any(math.isfinite(v) for v in y):
             ax.plot(b, y, ls, label=label)
     yq = [_num(r.get(f"lr_quad_{update}")) for r in sel]
     if any(math.isfinite(v) and v > 0 for v in yq):
-        ax.plot(b, [v if v > 0 else math.nan for v in yq], "s", mfc="none",
-                label="measured E[Gᵀv]/E[vᵀHv]")
+        ax.plot(
+            b,
+            [v if v > 0 else math.nan for v in yq],
+            "s",
+            mfc="none",
+            label="measured E[Gᵀv]/E[vᵀHv]",
+        )
     ym = [_num(r.get(f"lr_meas_{update}")) for r in sel]
     if any(math.isfinite(v) for v in ym):
         lo = [m - _num(r.get(f"lr_meas_{update}_lo")) for m, r in zip(ym, sel)]
@@ -95,10 +108,12 @@ def plot_b_noise_vs_loss(rows: Rows, ax: Any = None) -> Any:
     ax = _ax(ax)
     sel = sorted(rows, key=lambda r: -_num(r["loss"]))
     loss = [_num(r["loss"]) for r in sel]
-    for key, label, mk in (("b_noise_thm3", "B_noise Theorem 3 (sign)", "o-"),
-                           ("b_noise_sgd_full", "B_noise SGD, full tr(HΣ)", "s-"),
-                           ("b_noise_sgd", "B_noise SGD, diagonal Σ", "^--"),
-                           ("b_simple", "B_simple", "d:")):
+    for key, label, mk in (
+        ("b_noise_thm3", "B_noise Theorem 3 (sign)", "o-"),
+        ("b_noise_sgd_full", "B_noise SGD, full tr(HΣ)", "s-"),
+        ("b_noise_sgd", "B_noise SGD, diagonal Σ", "^--"),
+        ("b_simple", "B_simple", "d:"),
+    ):
         y = [_num(r.get(key)) for r in sel]
         if any(math.isfinite(v) and v > 0 for v in y):
             ax.plot(loss, y, mk, label=label)

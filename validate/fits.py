@@ -13,21 +13,27 @@ fields of :func:`validate.engine.train_group`). Per target loss:
    of the steps to reach it (resolution ``eval_every``), E = B·S.
 4. **B_noise, S_min** by :func:`theory.efficiency.fit_b_noise` on the (S, E) points of the
    batch sizes that have a best lr (Eq. 22, 1/S = −B_noise/E + 1/S_min).
-5. **ε_max** for the three laws from the best lrs and that B_noise: Adam's surge law (Eq. 23,
-   :func:`theory.efficiency.eps_max_adam`), SGD's (Eq. 24, α = 1) and the square-root form
-   (Eq. 24, α = 0.5), :func:`theory.efficiency.eps_max_sgd`.
-6. **Goodness of fit** of each law: ``fit_err_<law>`` = RMS over batch sizes of
+5. **ε_max** for the three theory laws of :mod:`theory.laws` from the best lrs and that
+   B_noise: Adam's surge law (Eq. 23), SGD's (Eq. 24, α = 1) and the square-root form
+   (Eq. 24, α = 0.5), :func:`theory.laws.eps_max_given_b_noise`.
+6. **Goodness of fit** of each theory law: ``fit_err_<law>`` = RMS over batch sizes of
    log(predicted lr) − log(best lr) (natural log). ``loo_err_<law>`` = the same for
    leave-one-batch-size-out predictions: for each batch size, B_noise is REFIT from the other
    batch sizes' (S, E) points and ε_max from their best lrs, and that batch size's best lr is
    predicted (the held-out batch size contributes nothing to its own prediction; folds whose
    refit B_noise is not positive are skipped and counted in ``loo_folds``). Only computed
    when the full fit is valid: when it is not, a fold of a subset that happens to slope the
-   right way would rank the laws on noise, so the ``loo_err_*`` are NaN too.
-7. **Bootstrap over seeds** for B_noise: seeds are resampled with replacement (the same draw
-   for every grid point, as they share the seed's data stream), steps 2–4 repeated; the 2.5%
-   and 97.5% quantiles of the valid refits are ``b_noise_lo`` / ``b_noise_hi`` (NaN with
-   fewer than :data:`MIN_BOOT_SEEDS` seeds, where the resamples are too few to mean much).
+   right way would rank the laws on noise, so the ``loo_err_*`` are NaN too. The
+   practitioners' baselines of :mod:`theory.laws` (``constant``, ``sqrt_rule``,
+   ``linear_rule``: the best lr of the nearest other batch size, kept or scaled) get a
+   ``loo_err_<baseline>`` on the same folds, so a law earns its place only by beating them;
+   they have no ``fit_err`` (they pass through every point by construction).
+7. **Bootstrap over seeds** for B_noise (:func:`theory.stats.bootstrap_interval`): seeds are
+   resampled with replacement (the same draw for every grid point, as they share the seed's
+   data stream), steps 2–4 repeated; the 2.5% and 97.5% quantiles of the valid refits are
+   ``b_noise_lo`` / ``b_noise_hi``. NaN with fewer than :data:`MIN_BOOT_SEEDS` seeds (the
+   resamples are too few to mean much) or when fewer than half the resamples give a valid
+   B_noise (an interval of the lucky resamples only would be too narrow).
 
 Degenerate cases never raise: the fields that cannot be computed are NaN and ``reason`` says
 why (fewer than 2 batch sizes with a best lr, a non-positive fitted B_noise, ...).
@@ -40,14 +46,15 @@ lowest target when none is.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from theory.efficiency import eps_max_adam, eps_max_sgd, fit_b_noise, sgd_form_lr
-from theory.sign import surge_lr
+from theory import laws
+from theory.efficiency import fit_b_noise
+from theory.stats import bootstrap_interval
 
 NAN = float("nan")
 
@@ -56,20 +63,13 @@ NAN = float("nan")
 #: with 5 there are 126 distinct resamples.
 MIN_BOOT_SEEDS = 5
 
-#: The three learning-rate laws compared: name -> (ε_max estimator, curve).
-LAWS: dict[str, tuple[Callable[..., float], Callable[..., Any]]] = {
-    "adam": (eps_max_adam, surge_lr),
-    "sgd": (lambda B, e, n: eps_max_sgd(B, e, n, 1.0), lambda B, m, n: sgd_form_lr(B, m, n, 1.0)),
-    "sgd_sqrt": (
-        lambda B, e, n: eps_max_sgd(B, e, n, 0.5),
-        lambda B, m, n: sgd_form_lr(B, m, n, 0.5),
-    ),
-}
+#: The theory laws fitted (ε_max, fit and leave-one-out errors, predictions) and the baselines
+#: scored alongside them (leave-one-out errors only), from :mod:`theory.laws`.
+LAWS: tuple[str, ...] = laws.THEORY
+BASELINES: tuple[str, ...] = laws.BASELINES
 
-
-def law_lr(law: str, B: Any, eps_max: float, b_noise: float) -> Any:
-    """The best-lr curve of ``law`` ("adam", "sgd", "sgd_sqrt") at batch sizes ``B``."""
-    return LAWS[law][1](B, eps_max, b_noise)
+#: Coverage of the seed-bootstrap interval of B_noise.
+BOOT_LEVEL = 0.95
 
 
 class Cube:
@@ -194,7 +194,8 @@ def fit_target(
       rows: the points table.
       target: the target loss to analyse (rows with other targets are ignored).
       min_ok_frac: fraction of an lr's seeds that must be usable for it to compete.
-      n_boot: bootstrap resamples of seeds (0 = none; needs ≥ ``MIN_BOOT_SEEDS`` seeds).
+      n_boot: bootstrap resamples of seeds: 0 (none) or >= 10; an interval needs
+        ≥ ``MIN_BOOT_SEEDS`` seeds.
       seed: seed of the bootstrap's ``np.random.Generator``.
 
     Returns:
@@ -208,6 +209,8 @@ def fit_target(
     """
     if not 0 < min_ok_frac <= 1:
         raise ValueError(f"min_ok_frac must lie in (0, 1]; got {min_ok_frac=}")
+    if not (n_boot == 0 or n_boot >= 10):
+        raise ValueError(f"n_boot must be 0 (no interval) or >= 10; got {n_boot=}")
     cube = Cube(rows, target)
     idx, best_red, S = _best(cube, None, min_ok_frac)
     best_lr = np.where(idx >= 0, cube.lrs[np.maximum(idx, 0)] if cube.lrs.size else NAN, NAN)
@@ -216,10 +219,10 @@ def fit_target(
     b_noise, s_min, reason = _fit(cube.B[has], S[has])
     fit.update(b_noise=b_noise, s_min=s_min)
     preds: dict[str, NDArray[np.float64]] = {}
-    for law, (est, curve) in LAWS.items():
+    for law in LAWS:
         if reason is None:
-            eps = est(cube.B[has], best_lr[has], b_noise)
-            preds[law] = np.asarray(curve(cube.B, eps, b_noise), dtype=np.float64)
+            eps = laws.eps_max_given_b_noise(law, cube.B[has], best_lr[has], b_noise)
+            preds[law] = np.asarray(laws.law_lr(law, cube.B, eps, b_noise), dtype=np.float64)
             err = _rms(np.log(preds[law][has]) - np.log(best_lr[has]))
         else:
             eps, err = NAN, NAN
@@ -229,8 +232,8 @@ def fit_target(
     if reason is None:
         loo, folds, loo_reason = _loo(cube.B[has], S[has], best_lr[has])
     else:  # no valid full fit: refits of subsets would rank the laws on noise
-        loo, folds, loo_reason = {law: NAN for law in LAWS}, 0, None
-    fit.update({f"loo_err_{law}": loo[law] for law in LAWS})
+        loo, folds, loo_reason = {law: NAN for law in (*LAWS, *BASELINES)}, 0, None
+    fit.update({f"loo_err_{law}": loo[law] for law in (*LAWS, *BASELINES)})
     fit["loo_folds"] = folds
     lo, hi, n_valid = _bootstrap(cube, min_ok_frac, n_boot, seed)
     fit.update(b_noise_lo=lo, b_noise_hi=hi, n_boot_valid=n_valid)
@@ -264,42 +267,45 @@ def fit_target(
 def _loo(
     B: NDArray[np.float64], S: NDArray[np.float64], lr: NDArray[np.float64]
 ) -> tuple[dict[str, float], int, str | None]:
+    names = (*LAWS, *BASELINES)
     if B.size < 3:
         return (
-            {law: NAN for law in LAWS},
+            {law: NAN for law in names},
             0,
             (f"leave-one-out needs >= 3 batch sizes with a best lr; have {B.size}"),
         )
-    errs: dict[str, list[float]] = {law: [] for law in LAWS}
+    errs: dict[str, list[float]] = {law: [] for law in names}
     for i in range(B.size):
         keep = np.arange(B.size) != i
         b_noise, _, why = _fit(B[keep], S[keep])
         if why is not None:
             continue
-        for law, (est, curve) in LAWS.items():
-            eps = est(B[keep], lr[keep], b_noise)
-            errs[law].append(math.log(float(curve(B[i], eps, b_noise))) - math.log(lr[i]))
+        for law in LAWS:
+            eps = laws.eps_max_given_b_noise(law, B[keep], lr[keep], b_noise)
+            pred = float(laws.law_lr(law, B[i], eps, b_noise))
+            errs[law].append(math.log(pred) - math.log(lr[i]))
+        for law in BASELINES:  # on the same folds, so the errors compare
+            pred = float(laws.baseline_lr(law, B[i], B[keep], lr[keep]))
+            errs[law].append(math.log(pred) - math.log(lr[i]))
     folds = len(errs["adam"])
     reason = None if folds else "no leave-one-out fold gave a positive B_noise"
     return {law: _rms(e) for law, e in errs.items()}, folds, reason
 
 
 def _bootstrap(cube: Cube, min_ok_frac: float, n_boot: int, seed: int) -> tuple[float, float, int]:
+    """Seed-bootstrap interval of B_noise: ``(lo, hi, n_valid)`` (module docstring, step 7)."""
     if n_boot <= 0 or cube.seeds.size < MIN_BOOT_SEEDS:
         return NAN, NAN, 0
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, cube.seeds.size, cube.seeds.size)
+
+    def b_noise_of(idx: NDArray[np.int64]) -> float:
         j, _, S = _best(cube, idx, min_ok_frac)
         has = (j >= 0) & np.isfinite(S) & (S > 0)
         b_noise, _, why = _fit(cube.B[has], S[has])
-        if why is None:
-            vals.append(b_noise)
-    if not vals:
-        return NAN, NAN, 0
-    lo, hi = np.quantile(vals, [0.025, 0.975])
-    return float(lo), float(hi), len(vals)
+        return b_noise if why is None else NAN
+
+    return bootstrap_interval(
+        b_noise_of, int(cube.seeds.size), n_boot=n_boot, level=BOOT_LEVEL, seed=seed
+    )
 
 
 def targets_of(rows: Iterable[Mapping[str, Any]]) -> list[float]:
@@ -378,7 +384,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
         }
         for f in fits
     ]
-    loo = {law: out[f"loo_err_{law}"] for law in LAWS}
+    out.update({f"loo_err_{law}": None if p is None else p[f"loo_err_{law}"] for law in BASELINES})
+    loo = {law: out[f"loo_err_{law}"] for law in (*LAWS, *BASELINES)}
     out["law_ranking"] = sorted(
         (k for k, v in loo.items() if v is not None and math.isfinite(v)), key=loo.get
     )

@@ -49,8 +49,9 @@ class CNN5(nn.Module):
 
     MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST train-set pixel mean / std (of x / 255)
 
-    def __init__(self, c1: int = 16, c2: int = 32, h1: int = 128, h2: int = 64,
-                 n_classes: int = 10) -> None:
+    def __init__(
+        self, c1: int = 16, c2: int = 32, h1: int = 128, h2: int = 64, n_classes: int = 10
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
         self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
@@ -109,14 +110,15 @@ class ResNet18(nn.Module):
     MEAN = (0.480, 0.448, 0.398)  # Tiny-ImageNet channel means / stds (of x / 255)
     STD = (0.277, 0.269, 0.282)
 
-    def __init__(self, n_classes: int = 200, width: int = 64,
-                 blocks: tuple[int, ...] = (2, 2, 2, 2)) -> None:
+    def __init__(
+        self, n_classes: int = 200, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2)
+    ) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, width, 3, 1, 1, bias=False)
         self.n0 = _gn(width)
         layers, c = [], width
         for i, nb in enumerate(blocks):
-            c_out = width * 2 ** i
+            c_out = width * 2**i
             for j in range(nb):
                 layers.append(BasicBlock(c, c_out, 2 if (i > 0 and j == 0) else 1))
                 c = c_out
@@ -182,8 +184,9 @@ class GPT(nn.Module):
     or integer tokens (N, T); output logits (N, T, vocab).
     """
 
-    def __init__(self, vocab: int = 256, ctx: int = 128, d: int = 256, n_layer: int = 4,
-                 n_head: int = 4) -> None:
+    def __init__(
+        self, vocab: int = 256, ctx: int = 128, d: int = 256, n_layer: int = 4, n_head: int = 4
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.wte = nn.Embedding(vocab, d)

@@ -57,7 +57,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from theory.sgd import two_batch_estimates
@@ -110,9 +109,23 @@ class NoiseScaleMonitor:
 
     # ------------------------------------------------------------------ core (no torch state)
 
-    def observe(self, g_small_sq: float, g_big_sq: float, b_small: float,
-                b_big: float) -> tuple[float, float]:
-        """Feed one step's squared norms; returns that step's unbiased ``(|G|², tr Σ)``."""
+    def observe(
+        self, g_small_sq: float, g_big_sq: float, b_small: float, b_big: float
+    ) -> tuple[float, float]:
+        """Feed one step's squared norms; returns that step's unbiased ``(|G|², tr Σ)``.
+
+        |G|² = (B_big |G_big|² − B_small |G_small|²)/(B_big − B_small) and
+        tr Σ = (|G_small|² − |G_big|²)/(1/B_small − 1/B_big) (McCandlish et al., App. A.1).
+
+        Examples:
+          >>> mon = NoiseScaleMonitor(beta=0.5)
+          >>> mon.observe(5.0, 3.0, 1, 2)  # (2·3 − 5, (5 − 3)/(1 − ½))
+          (1.0, 4.0)
+          >>> mon.observe(10.0, 7.0, 1, 2)
+          (4.0, 6.0)
+          >>> mon.g2, round(mon.b_simple, 6)  # debiased EMAs: (1 + 2·4)/3, (4 + 2·6)/3 / 3
+          (3.0, 1.777778)
+        """
         g2, tr = two_batch_estimates(g_small_sq, g_big_sq, b_small, b_big)
         g2, tr = float(g2), float(tr)
         self._g2 = self.beta * self._g2 + (1.0 - self.beta) * g2
@@ -143,13 +156,21 @@ class NoiseScaleMonitor:
 
     def state(self) -> dict[str, float]:
         """The current reading, for logging: steps, g2, trace_sigma, b_simple."""
-        return {"steps": self.steps, "g2": self.g2, "trace_sigma": self.trace_sigma,
-                "b_simple": self.b_simple}
+        return {
+            "steps": self.steps,
+            "g2": self.g2,
+            "trace_sigma": self.trace_sigma,
+            "b_simple": self.b_simple,
+        }
 
     # ------------------------------------------------------------------ one device
 
-    def record_small(self, model: torch.nn.Module | Iterable[torch.nn.Parameter],
-                     batch_size: int, scale: float = 1.0) -> float:
+    def record_small(
+        self,
+        model: torch.nn.Module | Iterable[torch.nn.Parameter],
+        batch_size: int,
+        scale: float = 1.0,
+    ) -> float:
         """Remember the small-batch gradient's squared norm (call after the first micro-batch).
 
         ``scale``: the factor the stored gradients must be multiplied by to be the micro-batch
@@ -161,8 +182,9 @@ class NoiseScaleMonitor:
         self._small_b = float(batch_size)
         return self._small_sq
 
-    def update(self, model: torch.nn.Module | Iterable[torch.nn.Parameter],
-               batch_size: int) -> tuple[float, float]:
+    def update(
+        self, model: torch.nn.Module | Iterable[torch.nn.Parameter], batch_size: int
+    ) -> tuple[float, float]:
         """After the step's backward: the stored gradients are the BIG batch's mean gradient.
 
         Single device: needs :meth:`record_small` earlier in the step; ``batch_size`` is the
@@ -179,9 +201,11 @@ class NoiseScaleMonitor:
             self._hook_sq, self._hook_seen = 0.0, False
             return self.observe(small, big, float(batch_size), float(batch_size) * world)
         if self._small_sq is None or self._small_b is None:
-            raise ValueError("no small-batch gradient recorded this step: call "
-                             "record_small(model, micro_batch_size) after the first micro-batch "
-                             "(or register comm_hook under DDP)")
+            raise ValueError(
+                "no small-batch gradient recorded this step: call "
+                "record_small(model, micro_batch_size) after the first micro-batch "
+                "(or register comm_hook under DDP)"
+            )
         small, bs = self._small_sq, self._small_b
         self._small_sq = self._small_b = None
         return self.observe(small, big, bs, float(batch_size))
@@ -211,8 +235,9 @@ class NoiseScaleMonitor:
         self._reduce(t)
         return float(t[0]) / self._world()
 
-    def update_distributed(self, model: torch.nn.Module | Iterable[torch.nn.Parameter],
-                           local_batch_size: int) -> tuple[float, float]:
+    def update_distributed(
+        self, model: torch.nn.Module | Iterable[torch.nn.Parameter], local_batch_size: int
+    ) -> tuple[float, float]:
         """Manual data parallelism: the grads hold this rank's LOCAL mean gradient.
 
         Reads the local squared norm, all-reduces the gradients to their average across ranks
@@ -222,8 +247,10 @@ class NoiseScaleMonitor:
         """
         world = self._world()
         if world < 2:
-            raise ValueError(f"update_distributed needs >= 2 ranks; world size is {world} "
-                             f"(on one device use record_small + update)")
+            raise ValueError(
+                f"update_distributed needs >= 2 ranks; world size is {world} "
+                f"(on one device use record_small + update)"
+            )
         ps = list(model.parameters() if isinstance(model, torch.nn.Module) else model)
         local = grad_sq_norm(ps)
         for p in ps:
@@ -232,8 +259,7 @@ class NoiseScaleMonitor:
                 p.grad.div_(world)
         big = grad_sq_norm(ps)
         small = self._mean_over_ranks(local)
-        return self.observe(small, big, float(local_batch_size),
-                            float(local_batch_size) * world)
+        return self.observe(small, big, float(local_batch_size), float(local_batch_size) * world)
 
     # No annotations here on purpose: DDP's register_comm_hook checks them and accepts only
     # dist.GradBucket / torch.futures.Future (strings under `from __future__` fail that check).
@@ -250,25 +276,5 @@ class NoiseScaleMonitor:
         self._hook_sq += float(buf.detach().double().pow(2).sum())
         self._hook_seen = True
         world = self._world()
-        fut = dist.all_reduce(buf.div_(world), group=self.process_group,
-                              async_op=True).get_future()
+        fut = dist.all_reduce(buf.div_(world), group=self.process_group, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0])
-
-
-def simulate_squared_norms(mu: np.ndarray, sigma: np.ndarray, b_small: int, b_big: int,
-                           steps: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic |G_small|², |G_big|² for per-example gradients g ~ N(μ, diag σ²).
-
-    G_small is the mean of the first ``b_small`` of the ``b_big`` examples, G_big of all, as with
-    micro-batches (the two are correlated, as in real use). Returns two (steps,) arrays.
-    Known answer: |G|² = |μ|², tr Σ = Σ σ², B_simple = Σσ²/|μ|².
-    """
-    mu = np.asarray(mu, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if not 1 <= b_small < b_big:
-        raise ValueError(f"need 1 <= b_small < b_big; got b_small={b_small}, b_big={b_big}")
-    # the first micro-batch's mean and the rest's mean are independent normals
-    a = mu + sigma * rng.standard_normal((steps, mu.size)) / math.sqrt(b_small)
-    rest = mu + sigma * rng.standard_normal((steps, mu.size)) / math.sqrt(b_big - b_small)
-    big = (b_small * a + (b_big - b_small) * rest) / b_big
-    return np.sum(a * a, axis=1), np.sum(big * big, axis=1)

@@ -14,20 +14,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
+# No matplotlib.use() here: choosing the backend is the application's business (importing a
+# library must not switch a notebook's backend); headless machines fall back to Agg.
 import matplotlib.pyplot as plt
 import numpy as np
 
-from validate.fits import LAWS, law_lr
+from theory.laws import LAWS, THEORY, law_lr
 
-_LAW_STYLE = {
-    "adam": ("C3", "-", "Adam surge law (Eq. 13/23)"),
-    "sgd": ("C0", "--", "SGD law, α=1 (Eq. 24)"),
-    "sgd_sqrt": ("C2", ":", "α=0.5 form (Eq. 24)"),
-}
+#: Colour and line style of each theory law's curve (labels come from :mod:`theory.laws`).
+_LAW_STYLE = {"adam": ("C3", "-"), "sgd": ("C0", "--"), "sgd_sqrt": ("C2", ":")}
 
 
 def _finite(v: Any) -> bool:
@@ -105,10 +100,11 @@ def plot_heatmap(
     if fit is not None and _finite(fit.get("b_noise")) and B.size:
         e = _edges(B)
         grid = (np.geomspace if _geometric(B) else np.linspace)(max(e[0], B.min() / 2), e[-1], 200)
-        for law in LAWS:
+        for law in THEORY:
             eps = fit.get(f"eps_max_{law}")
             if _finite(eps):
-                c, ls, label = _LAW_STYLE[law]
+                c, ls = _LAW_STYLE[law]
+                label = LAWS[law].label
                 err = fit.get(f"loo_err_{law}")
                 label += f", LOO {float(err):.3f}" if _finite(err) else ""
                 ax.plot(

@@ -1,41 +1,57 @@
-"""Run a preset's grid unit by unit, locally or on Ray, into a resumable SQLite store.
+"""Run a preset's grid unit by unit, locally or on Ray, into a resumable result store.
 
 The grid (batch sizes × lrs × seeds) is cut into **units**: one batch size × all learning rates
 × a chunk of ``preset.seeds_per_unit`` seeds. A unit is one call of the trainer
 (:func:`validate.engine.train_group`, which trains all its models as one batched program), and
-the unit of resumption: each finished unit is committed to the store in one transaction as soon
-as it finishes, and a restarted sweep skips the committed ones. Only this (driver) process
-writes SQLite; workers return rows.
+the unit of resumption: each finished unit is handed to the store as soon as it finishes, and
+a restarted sweep skips the stored ones. Long units also hand their state to the store's
+checkpoints every ``checkpoint_every`` seconds, so a killed sweep loses minutes of a unit, not
+the whole unit.
+
+**Stores.** This library never writes files. A store is any object with the methods of
+:class:`ResultStore`; :class:`MemoryStore` keeps results in memory, ``surgelab.store.SweepStore``
+(the app layer) in an SQLite file. Stored results are keyed on everything that determines them
+(:func:`sweep_key`: the workload's fingerprint, the grid and the engine settings); a store that
+holds results of another key refuses with :class:`StaleResultsError`, never reusing them.
 
 Backends:
 
-* ``local``: ``workers=1`` runs units in this process; more workers use a
-  ``ProcessPoolExecutor`` with the ``spawn`` start method (fork is unsafe once torch has started
-  threads), each worker limited to ``cpu_count // workers`` torch threads. On ``cuda`` the
-  default is one worker (every local worker would share the one visible device); spread over
-  several GPUs with the Ray backend, which gives each task its own.
+* ``local``: ``workers=1`` runs units in this process; more workers use a process pool with the
+  ``spawn`` start method (fork is unsafe once torch has started threads). Default: one worker
+  per CPU core with one torch thread each on ``cpu``; one worker on ``cuda`` (every local
+  worker would share the one visible device). Workers ignore Ctrl-C (the driver stops them),
+  and die with the driver even when it is killed (``PR_SET_PDEATHSIG`` on Linux, plus a thread
+  watching the parent pid everywhere).
 * ``ray``: connects to ``address`` (a running cluster; its nodes need surgelab installed and
   the data reachable) or starts a local Ray instance; one Ray task per unit, ``num_gpus=1`` per
-  task on ``cuda``; results are committed as they come back (``ray.wait``).
+  task on ``cuda``; results are stored as they come back (``ray.wait``).
 
-Ctrl-C (``KeyboardInterrupt``) stops the sweep; the units already committed are kept.
+Ctrl-C (``KeyboardInterrupt``) stops the sweep within seconds: workers are terminated, the
+stored units are kept, and the exception propagates to the caller.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import hashlib
+import json
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from validate.presets import Preset
-from validate.store import Store
 
 Trainer = Callable[..., list[dict[str, Any]]]
+
+#: Default seconds between checkpoints of a unit in progress.
+CHECKPOINT_EVERY = 300.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,11 @@ def plan_units(preset: Preset) -> list[Unit]:
 
     The cut depends on the preset alone (not on the number of workers), so a sweep can resume
     with a different ``--workers`` or backend.
+
+    Examples:
+      >>> from validate.presets import get_preset
+      >>> [u.unit_id for u in plan_units(get_preset("tiny", "synthetic-mlp"))]
+      ['B64_s0', 'B16_s0', 'B4_s0']
     """
     k = preset.seeds_per_unit or len(preset.seeds)
     chunks = [preset.seeds[i : i + k] for i in range(0, len(preset.seeds), k)]
@@ -62,6 +83,145 @@ def plan_units(preset: Preset) -> list[Unit]:
             uid = f"B{b}_s{c[0]}-{c[-1]}" if len(c) > 1 else f"B{b}_s{c[0]}"
             out.append(Unit(uid, int(b), tuple(preset.lrs), tuple(c)))
     return out
+
+
+# ----------------------------------------------------------------------------- stores
+
+
+class StaleResultsError(ValueError):
+    """A store holds results computed from another workload, grid or engine setting."""
+
+
+class Checkpoints(Protocol):
+    """Where units in progress keep their state (picklable: it travels to the workers)."""
+
+    def load(self, unit_id: str) -> dict[str, Any] | None: ...
+
+    def save(self, unit_id: str, state: dict[str, Any]) -> None: ...
+
+    def discard(self, unit_id: str) -> None: ...
+
+
+class ResultStore(Protocol):
+    """What :func:`run_sweep` needs from a store of finished units.
+
+    ``bind(key)`` records the sweep's key in a new store, or raises
+    :class:`StaleResultsError` naming what differs when the store holds another key.
+    ``checkpoints`` may be None (units in progress are then not checkpointed).
+    """
+
+    checkpoints: Checkpoints | None
+
+    def bind(self, key: Mapping[str, Any]) -> None: ...
+
+    def done_units(self) -> set[str]: ...
+
+    def write_unit(
+        self,
+        unit_id: str,
+        batch_size: int,
+        lrs: Sequence[float],
+        seeds: Sequence[int],
+        rows: Iterable[Mapping[str, Any]],
+        wall_s: float | None = None,
+    ) -> int: ...
+
+    def rows(self) -> list[dict[str, Any]]: ...
+
+
+def key_diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two keys.
+
+    Examples:
+      >>> old = {"a": 1, "w": {"model": "x", "data": "d"}}
+      >>> key_diff(old, {"a": 1, "w": {"model": "y", "data": "d"}})
+      ['w.model']
+    """
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += key_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def key_hash(key: Mapping[str, Any]) -> str:
+    """SHA-256 of a key in canonical JSON."""
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _sort_key(r: Mapping[str, Any]) -> tuple:
+    return (-r["target"], r["batch_size"], r["lr"], r["seed"])
+
+
+class MemoryStore:
+    """A :class:`ResultStore` in memory (nothing is written anywhere; no checkpoints)."""
+
+    checkpoints: Checkpoints | None = None
+
+    def __init__(self) -> None:
+        self.key: dict[str, Any] | None = None
+        self._units: dict[str, list[dict[str, Any]]] = {}
+
+    def bind(self, key: Mapping[str, Any]) -> None:
+        key = json.loads(json.dumps(key))
+        if self.key is None:
+            self.key = key
+        elif self.key != key:
+            raise StaleResultsError(
+                f"the store holds results of another sweep ({', '.join(key_diff(self.key, key))} "
+                "differ); use a new store"
+            )
+
+    def done_units(self) -> set[str]:
+        return set(self._units)
+
+    def write_unit(self, unit_id, batch_size, lrs, seeds, rows, wall_s=None) -> int:
+        self._units[unit_id] = [dict(r, unit_id=unit_id) for r in rows]
+        return len(self._units[unit_id])
+
+    def rows(self) -> list[dict[str, Any]]:
+        return sorted((r for u in self._units.values() for r in u), key=_sort_key)
+
+
+# ----------------------------------------------------------------------------- the key
+
+
+def sweep_key(
+    preset: Preset,
+    workload_fingerprint: Mapping[str, Any],
+    *,
+    device: str = "cpu",
+    trainer: Trainer | None = None,
+) -> dict[str, Any]:
+    """Everything that determines a sweep's stored results.
+
+    ``grid``: the preset's grid and protocol (:meth:`Preset.config`); ``workload``: the
+    workload's fingerprint (:func:`validate.workload.fingerprint`: model, initial weights,
+    data, loss, protocol constants); ``engine``: the trainer, its numerical constants and the
+    device type (CPU and GPU round differently).
+    """
+    from validate import engine
+
+    fn = trainer or engine.train_group
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return {
+        "grid": preset.config(),
+        "workload": dict(workload_fingerprint),
+        "engine": {
+            "trainer": f"{getattr(fn, '__module__', None) or type(fn).__module__}.{name}",
+            "device_type": device.split(":")[0],
+            "adam_eps": 1e-8,
+            "diverge_factor": engine.DIVERGE_FACTOR,
+            "eval_chunk": engine.EVAL_CHUNK,
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- workers
 
 
 def _default_trainer() -> Trainer:
@@ -74,28 +234,21 @@ def _default_trainer() -> Trainer:
 _CACHE: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
-def _workload_and_data(preset: Preset, data_dir: str | None, device: str) -> tuple[Any, Any]:
-    key = (preset.workload, preset.size, data_dir, device)
-    if key not in _CACHE:
-        from validate.workload import get_workload
+def load_workload(
+    preset: Preset, *, data_dir: str | None = None, download: bool = False, device: str = "cpu"
+) -> tuple[Any, Any]:
+    """The preset's workload and its data on ``device`` (cached in this process).
 
-        wl = get_workload(preset.workload, size=preset.size)
+    Raises the registry's ``ValueError`` or the data module's ``FileNotFoundError``.
+    """
+    from validate.workload import factory, get_workload
+
+    # keyed on the factory too: a re-registered name is a new workload
+    key = (preset.workload, factory(preset.workload), preset.size, data_dir, download, device)
+    if key not in _CACHE:
+        wl = get_workload(preset.workload, size=preset.size, data_dir=data_dir, download=download)
         _CACHE[key] = (wl, wl.load_data(data_dir, device))
     return _CACHE[key]
-
-
-def check_inputs(preset: Preset, *, data_dir: str | None = None, device: str = "cpu") -> Any:
-    """Build the preset's workload and load its data once in this process (cached for
-    in-process units); raises the workload registry's ``ValueError`` or the data module's
-    ``FileNotFoundError`` with their messages. Returns the workload."""
-    return _workload_and_data(preset, data_dir, device)[0]
-
-
-def units_wall_s(store_path: str | os.PathLike) -> float:
-    """Total seconds the stored units took (summed over workers, across resumptions)."""
-    from validate.store import read_units
-
-    return float(sum(u["wall_s"] or 0.0 for u in read_units(store_path)))
 
 
 def run_unit(
@@ -104,8 +257,11 @@ def run_unit(
     *,
     trainer: Trainer | None = None,
     data_dir: str | None = None,
+    download: bool = False,
     device: str = "cpu",
     threads: int | None = None,
+    checkpoints: Checkpoints | None = None,
+    checkpoint_every: float | None = CHECKPOINT_EVERY,
 ) -> tuple[Unit, list[dict[str, Any]], float]:
     """Train one unit; returns ``(unit, rows, wall seconds)``. Runs in any worker process."""
     if threads:
@@ -113,8 +269,16 @@ def run_unit(
 
         torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
-    wl, data = _workload_and_data(preset, data_dir, device)
+    wl, data = load_workload(preset, data_dir=data_dir, download=download, device=device)
     fn = trainer or _default_trainer()
+    extra: dict[str, Any] = {}
+    if checkpoints is not None and checkpoint_every is not None:
+        state = checkpoints.load(unit.unit_id)
+        extra = {
+            "checkpoint_every": checkpoint_every,
+            "on_checkpoint": lambda s: checkpoints.save(unit.unit_id, s),
+            "resume": state,
+        }
     rows = fn(
         wl,
         data,
@@ -127,147 +291,198 @@ def run_unit(
         max_steps=preset.max_steps,
         eval_every=preset.eval_every,
         device=device,
-        progress=False,
+        **extra,
     )
     return unit, rows, time.perf_counter() - t0
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, unit="unit")
+PR_SET_PDEATHSIG = 1
 
 
-def run_sweep(
-    preset: Preset,
-    *,
-    store_path: str | os.PathLike,
-    backend: str = "local",
-    address: str | None = None,
-    device: str = "cpu",
-    workers: int | None = None,
-    trainer: Trainer | None = None,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    threads: int | None = None,
-    on_unit: Callable[[Unit, int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Run (or resume) a preset's sweep; return every stored point.
+def _die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` ends, even by SIGKILL.
 
-    Args:
-      preset: the grid and protocol (:class:`validate.presets.Preset`).
-      store_path: the SQLite file; an existing one resumes (same preset config required,
-        else :class:`validate.store.ConfigMismatchError`).
-      backend: ``"local"`` (process pool / in-process) or ``"ray"``.
-      address: Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...); None starts a
-        local Ray instance with ``workers`` CPUs.
-      device: torch device every unit trains on (``"cpu"``, ``"cuda"``).
-      workers: parallel units. Default: ``os.cpu_count()`` on CPU (capped by the number of
-        units), 1 on a local GPU.
-      trainer: a :func:`validate.engine.train_group`-compatible function (default: that one);
-        must be importable by name for the process-pool and Ray backends.
-      data_dir: dataset folder (None: the workload's default resolution).
-      progress: show a tqdm bar over units.
-      threads: torch threads per unit in pool / Ray workers (default: the CPUs divided among
-        the workers; in-process units keep this process's setting).
-      on_unit: called in the driver after each unit is committed, with the unit and the
-        number of units committed in this call (monitoring, tests).
-
-    Returns:
-      All stored rows (this run's and earlier runs'), sorted by target, batch size, lr, seed.
+    Linux: the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere: a daemon thread polls the parent pid once a second and exits when this
+    process has been re-parented (the fallback for other systems, and for the race where the
+    parent died before ``prctl`` ran).
     """
-    if backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray'; got {backend=}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1; got {workers=}")
-    units = plan_units(preset)
-    ddir = None if data_dir is None else str(data_dir)
-    with Store(store_path, preset.config(), preset.config_hash()) as store:
-        done = store.done_units()
-        todo = [u for u in units if u.unit_id not in done]
-        n_done = [0]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watchdog below does the job
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
-        def commit(unit: Unit, rows: list[dict[str, Any]], wall: float) -> None:
-            store.write_unit(unit.unit_id, unit.batch_size, unit.lrs, unit.seeds, rows, wall)
-            n_done[0] += 1
-            bar.update(1)
-            if on_unit is not None:
-                on_unit(unit, n_done[0])
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(1)
 
-        with _progress(
-            len(units), len(units) - len(todo), progress, f"{preset.name} [{backend}]"
-        ) as bar:
-            if todo:
-                if backend == "ray":
-                    _run_ray(
-                        preset,
-                        todo,
-                        commit,
-                        address=address,
-                        device=device,
-                        workers=workers,
-                        trainer=trainer,
-                        data_dir=ddir,
-                        threads=threads,
-                    )
-                else:
-                    _run_local(
-                        preset,
-                        todo,
-                        commit,
-                        device=device,
-                        workers=workers,
-                        trainer=trainer,
-                        data_dir=ddir,
-                        threads=threads,
-                    )
-        return store.rows()
+    threading.Thread(target=watch, name="surgelab-parent-watchdog", daemon=True).start()
 
 
-def _cpu_count() -> int:
+def _worker_init(parent_pid: int, threads: int) -> None:
+    """Pool worker set-up: Ctrl-C is the driver's business, die with it, torch threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
+def cpu_count() -> int:
+    """CPU cores this process may use (its affinity mask where the system has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS / Windows
         return os.cpu_count() or 1
 
 
+def stop_processes(procs: Sequence[Any], timeout: float = 3.0) -> None:
+    """SIGTERM each process, wait up to ``timeout`` s in all, SIGKILL the ones still alive."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def run_sweep(
+    preset: Preset,
+    *,
+    store: ResultStore | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    device: str = "cpu",
+    workers: int | None = None,
+    trainer: Trainer | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    threads: int | None = None,
+    checkpoint_every: float | None = CHECKPOINT_EVERY,
+    on_unit: Callable[[Unit, int], None] | None = None,
+    on_plan: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or resume) a preset's sweep; return every stored point.
+
+    Args:
+      preset: the grid and protocol (:class:`validate.presets.Preset`).
+      store: where finished units go (:class:`ResultStore`; default a new
+        :class:`MemoryStore`). A store holding another sweep's results (another workload
+        definition, grid or engine setting; :func:`sweep_key`) raises
+        :class:`StaleResultsError` before anything is trained.
+      backend: ``"local"`` (process pool / in-process) or ``"ray"``.
+      address: Ray cluster address (``"auto"``, ``"ray://host:10001"``, ...); None starts a
+        local Ray instance with ``workers`` CPUs.
+      device: torch device every unit trains on (``"cpu"``, ``"cuda"``).
+      workers: parallel units. Default: one per CPU core on CPU (capped by the number of
+        units), 1 on a local GPU.
+      trainer: a :func:`validate.engine.train_group`-compatible function (default: that one);
+        must be importable by name for the process-pool and Ray backends.
+      data_dir: dataset folder, used alone (None: the data module's search path).
+      download: fetch a missing dataset from its official URL.
+      threads: torch threads per pool / Ray worker (default 1: one worker per core is faster
+        than fewer workers with more threads for these small models; in-process units keep
+        this process's setting).
+      checkpoint_every: seconds between checkpoints of a unit in progress (when the store has
+        ``checkpoints``); None: never.
+      on_unit: called in the driver after each unit is stored, with the unit and the number
+        of units stored in this call (progress bars, monitoring, tests).
+      on_plan: called once with (units in the grid, units already stored).
+
+    Returns:
+      All stored rows (this run's and earlier runs'), sorted by target (descending), batch
+      size, lr, seed.
+    """
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray'; got {backend=}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers=}")
+    from validate.workload import fingerprint
+
+    store = MemoryStore() if store is None else store
+    ddir = None if data_dir is None else os.fspath(data_dir)
+    wl, data = load_workload(preset, data_dir=ddir, download=download, device="cpu")
+    store.bind(sweep_key(preset, fingerprint(wl, data), device=device, trainer=trainer))
+    units = plan_units(preset)
+    done = store.done_units()
+    todo = [u for u in units if u.unit_id not in done]
+    if on_plan is not None:
+        on_plan(len(units), len(units) - len(todo))
+    ckpts = store.checkpoints if checkpoint_every is not None else None
+    n_done = [0]
+
+    def commit(unit: Unit, rows: list[dict[str, Any]], wall: float) -> None:
+        store.write_unit(unit.unit_id, unit.batch_size, unit.lrs, unit.seeds, rows, wall)
+        if ckpts is not None:
+            ckpts.discard(unit.unit_id)
+        n_done[0] += 1
+        if on_unit is not None:
+            on_unit(unit, n_done[0])
+
+    opts = dict(
+        trainer=trainer,
+        data_dir=ddir,
+        download=download,
+        device=device,
+        checkpoints=ckpts,
+        checkpoint_every=checkpoint_every,
+    )
+    if todo:
+        if backend == "ray":
+            _run_ray(
+                preset, todo, commit, address=address, workers=workers, threads=threads, **opts
+            )
+        else:
+            _run_local(preset, todo, commit, workers=workers, threads=threads, **opts)
+    return store.rows()
+
+
 def _run_local(
     preset: Preset,
     todo: Sequence[Unit],
-    commit,
+    commit: Callable[..., None],
     *,
-    device: str,
     workers: int | None,
-    trainer: Trainer | None,
-    data_dir: str | None,
     threads: int | None,
+    **opts: Any,
 ) -> None:
-    n = workers or (1 if device.startswith("cuda") else min(_cpu_count(), len(todo)))
+    device = opts["device"]
+    n = workers or (1 if device.startswith("cuda") else cpu_count())
     n = max(1, min(n, len(todo)))
     if n == 1:
         for u in todo:
-            commit(
-                *run_unit(
-                    preset, u, trainer=trainer, data_dir=data_dir, device=device, threads=threads
-                )
-            )
+            commit(*run_unit(preset, u, threads=threads, **opts))
         return
-    threads = threads or max(1, _cpu_count() // n)
-    pool = cf.ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
-    futs = [
-        pool.submit(
-            run_unit, preset, u, trainer=trainer, data_dir=data_dir, device=device, threads=threads
-        )
-        for u in todo
-    ]
+    pool = cf.ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(), threads or 1),
+    )
+    procs: list[Any] = []
     try:
+        futs = [pool.submit(run_unit, preset, u, **opts) for u in todo]
+        procs = list((getattr(pool, "_processes", None) or {}).values())
         for f in cf.as_completed(futs):
             commit(*f.result())
     except BaseException:
-        # Ctrl-C or a failing unit: drop what has not started, keep what is committed.
+        # Ctrl-C or a failing unit: drop what has not started, stop what is running (a unit in
+        # flight keeps only its last checkpoint), keep what is stored.
+        procs = procs or list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        for p in list(getattr(pool, "_processes", {}).values()):
-            p.terminate()  # our own workers only; a unit in flight is lost by design
+        stop_processes(procs)
         raise
     pool.shutdown(wait=True)
 
@@ -275,14 +490,12 @@ def _run_local(
 def _run_ray(
     preset: Preset,
     todo: Sequence[Unit],
-    commit,
+    commit: Callable[..., None],
     *,
     address: str | None,
-    device: str,
     workers: int | None,
-    trainer: Trainer | None,
-    data_dir: str | None,
     threads: int | None,
+    **opts: Any,
 ) -> None:
     try:
         import ray
@@ -295,36 +508,21 @@ def _run_ray(
         else:
             # The package must be importable by Ray's workers: pass this checkout's root on.
             root = str(Path(__file__).resolve().parent.parent)
+            path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
             ray.init(
-                num_cpus=workers or _cpu_count(),
+                num_cpus=workers or cpu_count(),
                 include_dashboard=False,
                 log_to_driver=False,
-                runtime_env={
-                    "env_vars": {
-                        "PYTHONPATH": os.pathsep.join(
-                            [root, os.environ.get("PYTHONPATH", "")]
-                        ).rstrip(os.pathsep)
-                    }
-                },
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
             )
         started = True
     try:
-        gpu = device.startswith("cuda")
+        gpu = opts["device"].startswith("cuda")
         total = max(1, int(ray.cluster_resources().get("CPU", 1)))
         # one CPU per task (Ray packs as many as fit) unless --workers asks for fewer, fatter ones
         cpus = 1 if gpu or not workers else max(1, total // workers)
         task = ray.remote(num_cpus=cpus, num_gpus=1 if gpu else 0, max_retries=1)(run_unit)
-        pending = [
-            task.remote(
-                preset,
-                u,
-                trainer=trainer,
-                data_dir=data_dir,
-                device=device,
-                threads=threads or cpus,
-            )
-            for u in todo
-        ]
+        pending = [task.remote(preset, u, threads=threads or cpus, **opts) for u in todo]
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)

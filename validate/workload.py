@@ -1,97 +1,36 @@
-"""The workload contract: what every real-data experiment needs from a model and its data.
+"""Named workloads: the registry, and the fingerprint that keys stored results.
 
-A :class:`Workload` is a small frozen object anyone can copy to plug in their own model and
-data: a model factory, in-memory tensors, a loss, and the protocol's constants. Everything in
-``validate`` (the sweep protocol, direct estimation, the monitor) talks to workloads only
-through this interface.
+The contract itself (:class:`Data`, :class:`Workload`) is :mod:`validate.contract`; the built-in
+workloads are :mod:`validate.workloads`. Imports flow one way: contract <- workloads <- workload.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from validate.contract import Data, Workload
+from validate.workloads import BUILTIN
 
-@dataclass(frozen=True)
-class Data:
-    """Whole datasets in memory, on the device that trains (no per-step Python pipeline).
+__all__ = [
+    "Data",
+    "Workload",
+    "available",
+    "factory",
+    "fingerprint",
+    "get_workload",
+    "register",
+]
 
-    ``x_eval``/``y_eval`` is a FIXED held-in subset of the training set: the "training loss"
-    the protocol compares with its targets is the mean loss on this subset, evaluated every
-    ``eval_every`` steps (a robust, low-variance stand-in for the full training loss).
-
-    Inputs may stay in their storage dtype (uint8 images, uint8 byte tokens): the built-in
-    models convert and normalise inside ``forward``, which keeps whole datasets small on the
-    device and makes the batched engine's per-model batch gather cheap.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_eval: torch.Tensor
-    y_eval: torch.Tensor
-    x_test: torch.Tensor | None = None
-    y_test: torch.Tensor | None = None
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    def to(self, device: str | torch.device) -> Data:
-        mv = {k: (None if v is None else v.to(device)) for k, v in self.__dict__.items()}
-        return Data(**mv)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One real (or synthetic) training problem.
-
-    Attributes:
-      name: registry key, e.g. ``"fmnist-cnn"``.
-      make_model: ``make_model()`` -> a freshly initialised ``torch.nn.Module``; the caller
-        seeds torch before calling it (``torch.manual_seed(seed)``).
-      load_data: ``load_data(data_dir, device)`` -> :class:`Data`; ``data_dir`` may be None
-        (resolved by :func:`validate.data.resolve_data_dir`).
-      loss: ``loss(outputs, targets)`` -> scalar mean loss (cross-entropy for all built-ins;
-        for language models outputs are (N, T, V) logits and targets (N, T) token ids).
-      further_steps: steps trained after the target is reached (paper: CNN 10, ResNet 50, GPT 50).
-      targets: default training-loss targets, descending; several so B_noise can be tracked.
-      eval_every: steps between evaluations of the held-in loss.
-      max_steps: budget: a run that has not reached the last target by then is "not reached".
-      description: architecture and why, for the report.
-      batch_transform: optional ``f(x, generator)`` applied to each sampled batch on device
-        (e.g. random crops / flips); None for none.
-    """
-
-    name: str
-    make_model: Callable[[], torch.nn.Module]
-    load_data: Callable[[Any, Any], Data]
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    further_steps: int
-    targets: tuple[float, ...]
-    eval_every: int = 10
-    max_steps: int = 5000
-    description: str = ""
-    batch_transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.further_steps < 1:
-            raise ValueError(f"further_steps must be >= 1; got {self.further_steps}")
-        if not self.targets or any(t <= 0 for t in self.targets):
-            raise ValueError(f"targets must be a non-empty tuple of positive losses; "
-                             f"got {self.targets}")
-        if list(self.targets) != sorted(self.targets, reverse=True):
-            raise ValueError(f"targets must be in descending order; got {self.targets}")
-
-
-_REGISTRY: dict[str, Callable[..., Workload]] = {}
+_REGISTRY: dict[str, Callable[..., Workload]] = dict(BUILTIN)
 
 
 def register(name: str) -> Callable[[Callable[..., Workload]], Callable[..., Workload]]:
-    """Register a workload factory ``factory(**options) -> Workload`` under ``name``."""
+    """Register a workload factory ``factory(size=..., data_dir=..., download=...) -> Workload``."""
 
     def deco(factory: Callable[..., Workload]) -> Callable[..., Workload]:
         _REGISTRY[name] = factory
@@ -101,16 +40,109 @@ def register(name: str) -> Callable[[Callable[..., Workload]], Callable[..., Wor
 
 
 def get_workload(name: str, **options: Any) -> Workload:
-    """Build a registered workload; an unknown name is a ``ValueError`` listing the known ones."""
-    import validate.workloads  # noqa: F401  (registers the built-ins)
+    """Build a registered workload; an unknown name is a ``ValueError`` listing the known ones.
 
+    Examples:
+      >>> get_workload("synthetic-mlp").name
+      'synthetic-mlp'
+    """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown workload {name!r}; choose one of {sorted(_REGISTRY)} "
-                         f"(or register your own with validate.workload.register)")
+        raise ValueError(
+            f"unknown workload {name!r}; choose one of {sorted(_REGISTRY)} "
+            f"(or register your own with validate.workload.register)"
+        )
     return _REGISTRY[name](**options)
 
 
-def available() -> list[str]:
-    import validate.workloads  # noqa: F401
+def factory(name: str) -> Callable[..., Workload] | None:
+    """The factory registered under ``name`` (None if there is none)."""
+    return _REGISTRY.get(name)
 
+
+def available() -> list[str]:
+    """Names of the registered workloads, sorted."""
     return sorted(_REGISTRY)
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous()
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def _source(obj: Any) -> str:
+    """Source text of a user-defined class or function ('' for torch's own or unavailable)."""
+    mod = getattr(obj, "__module__", "") or ""
+    if mod == "torch" or mod.startswith("torch."):
+        return ""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _callable_name(fn: Any) -> str:
+    if fn is None:
+        return "none"
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{getattr(fn, '__module__', None) or type(fn).__module__}.{name}"
+
+
+def fingerprint(workload: Workload, data: Data, *, seed: int = 0) -> dict[str, Any]:
+    """What determines a workload's results, as short digests (keys stored sweep results).
+
+    ``model``: the module's ``repr``, every parameter / buffer name, shape and dtype, and the
+    source of each user-defined module class (a changed ``forward`` changes it); ``init``: the
+    bytes of the initial parameters built after ``torch.manual_seed(seed)``; ``data``: shapes,
+    dtypes and bytes of the training and held-in tensors; ``loss`` / ``transform``: qualified
+    names (and source, when user-defined); ``protocol``: the workload's targets, further steps,
+    evaluation interval and step budget.
+
+    Examples:
+      >>> w = get_workload("synthetic-mlp")
+      >>> a = fingerprint(w, w.load_data(None, "cpu"))
+      >>> sorted(a)
+      ['data', 'init', 'loss', 'model', 'name', 'protocol', 'transform']
+      >>> w2 = get_workload("synthetic-mlp", seed=1)  # other generated data, same model
+      >>> b = fingerprint(w2, w2.load_data(None, "cpu"))
+      >>> (a["model"] == b["model"], a["data"] == b["data"])
+      (True, False)
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = workload.make_model()
+    state = list(model.named_parameters()) + list(model.named_buffers())
+    layout = ";".join(f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in state)
+    classes = sorted({type(m) for m in model.modules()}, key=lambda c: c.__qualname__)
+    sources = "".join(_source(c) for c in classes)
+    tensors = [("x_train", data.x_train), ("y_train", data.y_train)]
+    tensors += [("x_eval", data.x_eval), ("y_eval", data.y_eval)]
+    return {
+        "name": workload.name,
+        "model": _digest(repr(model), layout, sources),
+        "init": _digest(*(_tensor_bytes(v) for _, v in state)),
+        "data": _digest(
+            *(f"{k}:{tuple(t.shape)}:{t.dtype}" for k, t in tensors),
+            *(_tensor_bytes(t) for _, t in tensors),
+        ),
+        "loss": _callable_name(workload.loss) + ":" + _digest(_source(workload.loss)),
+        "transform": _callable_name(workload.batch_transform)
+        + ":"
+        + _digest(_source(workload.batch_transform) if workload.batch_transform else ""),
+        "protocol": {
+            "targets": [float(t) for t in workload.targets],
+            "further_steps": int(workload.further_steps),
+            "eval_every": int(workload.eval_every),
+            "max_steps": int(workload.max_steps),
+        },
+    }

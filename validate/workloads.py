@@ -1,4 +1,4 @@
-"""The built-in workloads, registered with :func:`validate.workload.register`.
+"""The built-in workloads (:data:`BUILTIN`; :mod:`validate.workload` registers them).
 
 | name | data | model | further steps |
 |---|---|---|---|
@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from validate import data as vdata
+from validate.contract import Data, Workload
 from validate.models import CNN5, GPT, MLP, ResNet18, n_params
-from validate.workload import Data, Workload, register
 
 #: Seed of the fixed held-in evaluation subsets (and of the smoke-size training subsets).
 EVAL_SEED = 20240917
@@ -56,8 +56,15 @@ def _subset(n: int, k: int, salt: int) -> np.ndarray:
     return np.sort(np.random.default_rng([EVAL_SEED, salt]).choice(n, k, replace=False))
 
 
-def _to_data(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
-             y_test: np.ndarray | None, n_train: int | None, n_eval: int, device: Any) -> Data:
+def _to_data(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    n_train: int | None,
+    n_eval: int,
+    device: Any,
+) -> Data:
     tr = _subset(x_train.shape[0], n_train or x_train.shape[0], 1)
     x_train, y_train = x_train[tr], y_train[tr]
     ev = _subset(x_train.shape[0], n_eval, 2)
@@ -68,10 +75,12 @@ def _to_data(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None
 @functools.lru_cache(maxsize=8)
 def _cached_load(kind: str, data_dir: str | None, download: bool) -> dict[str, np.ndarray]:
     # One parse per process and dataset: a sweep calls load_data once per batch-size group.
-    loader = {"fashion-mnist": vdata.load_fashion_mnist,
-              "tiny-imagenet-subset": vdata.load_tiny_imagenet,
-              "eli5-category": vdata.load_eli5,
-              "tinyshakespeare": vdata.load_shakespeare}[kind]
+    loader = {
+        "fashion-mnist": vdata.load_fashion_mnist,
+        "tiny-imagenet-subset": vdata.load_tiny_imagenet,
+        "eli5-category": vdata.load_eli5,
+        "tinyshakespeare": vdata.load_shakespeare,
+    }[kind]
     return loader(data_dir, download=download)
 
 
@@ -83,8 +92,9 @@ def _dir(arg: Any, default: Any) -> str | None:
 # ----------------------------------------------------------------------------- synthetic
 
 
-def synthetic_arrays(n: int, d: int, n_classes: int, seed: int, temperature: float = 6.0
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_arrays(
+    n: int, d: int, n_classes: int, seed: int, temperature: float = 6.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian inputs labelled by sampling from a random teacher's softmax (Bayes loss > 0).
 
     x ~ N(0, I_d); logits = tanh(x W1) W2 · temperature; y ~ softmax(logits). Deterministic in
@@ -100,9 +110,9 @@ def synthetic_arrays(n: int, d: int, n_classes: int, seed: int, temperature: flo
     return x, y
 
 
-@register("synthetic-mlp")
-def synthetic_mlp(size: str = "smoke", data_dir: Any = None, download: bool = False,
-                  seed: int = 0) -> Workload:
+def synthetic_mlp(
+    size: str = "smoke", data_dir: Any = None, download: bool = False, seed: int = 0
+) -> Workload:
     """A teacher–student classification problem generated in memory (no files).
 
     Inputs x ∈ R^16 (smoke) / R^32 (paper), 10 classes sampled from a random teacher network's
@@ -110,8 +120,9 @@ def synthetic_mlp(size: str = "smoke", data_dir: Any = None, download: bool = Fa
     batched-vs-single check. ``data_dir``/``download`` are accepted and ignored.
     """
     _check_size(size)
-    d, hidden, n, n_eval = (16, (32, 32), 4096, 512) if size == "smoke" else \
-        (32, (128, 128), 50_000, 2048)
+    d, hidden, n, n_eval = (
+        (16, (32, 32), 4096, 512) if size == "smoke" else (32, (128, 128), 50_000, 2048)
+    )
 
     def load(_dir: Any = None, device: Any = "cpu") -> Data:
         x, y = synthetic_arrays(n + 2048, d, 10, seed)
@@ -119,18 +130,26 @@ def synthetic_mlp(size: str = "smoke", data_dir: Any = None, download: bool = Fa
 
     make = lambda: MLP(d, hidden, 10)  # noqa: E731
     return Workload(
-        name="synthetic-mlp", make_model=make, load_data=load, loss=cross_entropy,
-        further_steps=10, targets=(1.6, 1.3, 1.1), eval_every=10, max_steps=3000,
-        description=(f"MLP {d}→{'→'.join(map(str, hidden))}→10 (ReLU), {n_params(make())} "
-                     f"params, on {n} generated teacher-labelled examples (seed {seed}); "
-                     "initial loss ≈ ln 10 = 2.30"),
-        extra={"size": size, "seed": seed, "n_train": n, "n_eval": n_eval})
+        name="synthetic-mlp",
+        make_model=make,
+        load_data=load,
+        loss=cross_entropy,
+        further_steps=10,
+        targets=(1.6, 1.3, 1.1),
+        eval_every=10,
+        max_steps=3000,
+        description=(
+            f"MLP {d}→{'→'.join(map(str, hidden))}→10 (ReLU), {n_params(make())} "
+            f"params, on {n} generated teacher-labelled examples (seed {seed}); "
+            "initial loss ≈ ln 10 = 2.30"
+        ),
+        extra={"size": size, "seed": seed, "n_train": n, "n_eval": n_eval},
+    )
 
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
 
 
-@register("fmnist-cnn")
 def fmnist_cnn(size: str = "smoke", data_dir: Any = None, download: bool = False) -> Workload:
     """5-layer CNN on Fashion-MNIST (THEORY.md Table 1 rows 1–2; further steps 10).
 
@@ -148,18 +167,29 @@ def fmnist_cnn(size: str = "smoke", data_dir: Any = None, download: bool = False
 
     def load(dd: Any = None, device: Any = "cpu") -> Data:
         a = _cached_load("fashion-mnist", _dir(dd, data_dir), download)
-        return _to_data(a["x_train"], a["y_train"], a["x_test"], a["y_test"], n_train,
-                        n_eval, device)
+        return _to_data(
+            a["x_train"], a["y_train"], a["x_test"], a["y_test"], n_train, n_eval, device
+        )
 
     make = lambda: CNN5(**arch)  # noqa: E731
     return Workload(
-        name="fmnist-cnn", make_model=make, load_data=load, loss=cross_entropy,
-        further_steps=10, targets=targets, eval_every=10, max_steps=max_steps,
-        description=(f"5-layer CNN (conv3×3 {arch['c1']} → pool → conv3×3 {arch['c2']} → pool "
-                     f"→ fc {arch['h1']} → fc {arch['h2']} → fc 10, ReLU), {n_params(make())} "
-                     "params; 2 conv + 3 fc keeps the paper's 5 layers while most weights sit "
-                     "in cheap dense layers. Inputs uint8, normalised in the model."),
-        extra={"size": size, "n_train": n_train or 60_000, "n_eval": n_eval})
+        name="fmnist-cnn",
+        make_model=make,
+        load_data=load,
+        loss=cross_entropy,
+        further_steps=10,
+        targets=targets,
+        eval_every=10,
+        max_steps=max_steps,
+        description=(
+            f"5-layer CNN (conv3×3 {arch['c1']} → pool → conv3×3 {arch['c2']} → pool "
+            f"→ fc {arch['h1']} → fc {arch['h2']} → fc 10, ReLU), {n_params(make())} "
+            "params; 2 conv + 3 fc keeps the paper's 5 layers while most weights sit "
+            "in cheap dense layers. Inputs uint8, normalised in the model."
+        ),
+        extra={"size": size, "n_train": n_train or 60_000, "n_eval": n_eval},
+        datasets=("fashion-mnist",),
+    )
 
 
 # ----------------------------------------------------------------------------- Tiny-ImageNet
@@ -172,9 +202,9 @@ def avg_pool_images(x: np.ndarray, k: int) -> np.ndarray:
     return np.rint(y).astype(np.uint8)
 
 
-@register("tinyimagenet-resnet18")
-def tinyimagenet_resnet18(size: str = "smoke", data_dir: Any = None,
-                          download: bool = False) -> Workload:
+def tinyimagenet_resnet18(
+    size: str = "smoke", data_dir: Any = None, download: bool = False
+) -> Workload:
     """ResNet-18 (GroupNorm) on the Tiny-ImageNet subset (Table 1 row 5; further steps 50).
 
     paper: width 64 (standard ResNet-18, ≈ 11.3 M params), 20,000 training images (100 per
@@ -203,14 +233,24 @@ def tinyimagenet_resnet18(size: str = "smoke", data_dir: Any = None,
 
     make = lambda: ResNet18(n_classes, width, blocks)  # noqa: E731
     return Workload(
-        name="tinyimagenet-resnet18", make_model=make, load_data=load, loss=cross_entropy,
-        further_steps=50, targets=targets, eval_every=10, max_steps=max_steps,
-        description=(f"ResNet-18-style, width {width}, blocks {blocks}, {n_classes} classes, "
-                     f"{64 // pool}×{64 // pool} input, "
-                     f"{n_params(make())} params: 3×3 stride-1 stem, no max-pool (small images), "
-                     "GroupNorm instead of BatchNorm (no running-stat buffers under vmap, no "
-                     "coupling of examples within a batch)."),
-        extra={"size": size, "n_classes": n_classes, "n_eval": n_eval})
+        name="tinyimagenet-resnet18",
+        make_model=make,
+        load_data=load,
+        loss=cross_entropy,
+        further_steps=50,
+        targets=targets,
+        eval_every=10,
+        max_steps=max_steps,
+        description=(
+            f"ResNet-18-style, width {width}, blocks {blocks}, {n_classes} classes, "
+            f"{64 // pool}×{64 // pool} input, "
+            f"{n_params(make())} params: 3×3 stride-1 stem, no max-pool (small images), "
+            "GroupNorm instead of BatchNorm (no running-stat buffers under vmap, no "
+            "coupling of examples within a batch)."
+        ),
+        extra={"size": size, "n_classes": n_classes, "n_eval": n_eval},
+        datasets=("tiny-imagenet-subset",),
+    )
 
 
 # ----------------------------------------------------------------------------- language models
@@ -222,13 +262,19 @@ def lm_windows(tokens: np.ndarray, ctx: int) -> tuple[np.ndarray, np.ndarray]:
     if n < 1:
         raise ValueError(f"token stream of {tokens.size} bytes is shorter than ctx+1 = {ctx + 1}")
     x = tokens[: n * ctx].reshape(n, ctx)
-    y = tokens[1: n * ctx + 1].reshape(n, ctx)
+    y = tokens[1 : n * ctx + 1].reshape(n, ctx)
     return x, y
 
 
-def _gpt_workload(name: str, kind: str, size: str, data_dir: Any, download: bool,
-                  targets_paper: tuple[float, ...], targets_smoke: tuple[float, ...]
-                  ) -> Workload:
+def _gpt_workload(
+    name: str,
+    kind: str,
+    size: str,
+    data_dir: Any,
+    download: bool,
+    targets_paper: tuple[float, ...],
+    targets_smoke: tuple[float, ...],
+) -> Workload:
     _check_size(size)
     if size == "smoke":
         arch, n_train, n_eval = dict(ctx=32, d=32, n_layer=2, n_head=2), 4000, 128
@@ -245,28 +291,59 @@ def _gpt_workload(name: str, kind: str, size: str, data_dir: Any, download: bool
 
     make = lambda: GPT(256, **arch)  # noqa: E731
     return Workload(
-        name=name, make_model=make, load_data=load, loss=cross_entropy, further_steps=50,
-        targets=targets, eval_every=10, max_steps=max_steps,
-        description=(f"simplified DistilGPT2: {arch['n_layer']} pre-LN blocks, width "
-                     f"{arch['d']}, {arch['n_head']} heads, context {arch['ctx']}, byte-level "
-                     f"vocabulary 256 (no tokenizer download), tied embeddings, "
-                     f"{n_params(make())} params; initial loss ≈ ln 256 = 5.55"),
-        extra={"size": size, "n_eval": n_eval, **arch})
+        name=name,
+        make_model=make,
+        load_data=load,
+        loss=cross_entropy,
+        further_steps=50,
+        targets=targets,
+        eval_every=10,
+        max_steps=max_steps,
+        description=(
+            f"simplified DistilGPT2: {arch['n_layer']} pre-LN blocks, width "
+            f"{arch['d']}, {arch['n_head']} heads, context {arch['ctx']}, byte-level "
+            f"vocabulary 256 (no tokenizer download), tied embeddings, "
+            f"{n_params(make())} params; initial loss ≈ ln 256 = 5.55"
+        ),
+        extra={"size": size, "n_eval": n_eval, **arch},
+        datasets=(kind,),
+    )
 
 
-@register("eli5-gpt")
 def eli5_gpt(size: str = "smoke", data_dir: Any = None, download: bool = False) -> Workload:
     """Simplified DistilGPT2 on ELI5-Category bytes (Table 1 rows 3–4; further steps 50).
 
     Train/test split: :data:`validate.data.ELI5_TEST_FRACTION` (by question).
     """
-    return _gpt_workload("eli5-gpt", "eli5-category", size, data_dir, download,
-                         targets_paper=(2.6, 2.3, 2.0, 1.8), targets_smoke=(3.2, 3.0))
+    return _gpt_workload(
+        "eli5-gpt",
+        "eli5-category",
+        size,
+        data_dir,
+        download,
+        targets_paper=(2.6, 2.3, 2.0, 1.8),
+        targets_smoke=(3.2, 3.0),
+    )
 
 
-@register("shakespeare-gpt")
-def shakespeare_gpt(size: str = "smoke", data_dir: Any = None,
-                    download: bool = False) -> Workload:
+def shakespeare_gpt(size: str = "smoke", data_dir: Any = None, download: bool = False) -> Workload:
     """The same GPT on tinyshakespeare bytes (a small character-level fallback corpus)."""
-    return _gpt_workload("shakespeare-gpt", "tinyshakespeare", size, data_dir, download,
-                         targets_paper=(2.4, 2.1, 1.9, 1.7), targets_smoke=(3.0, 2.8))
+    return _gpt_workload(
+        "shakespeare-gpt",
+        "tinyshakespeare",
+        size,
+        data_dir,
+        download,
+        targets_paper=(2.4, 2.1, 1.9, 1.7),
+        targets_smoke=(3.0, 2.8),
+    )
+
+
+#: The built-in workload factories by name (the registry starts from these).
+BUILTIN = {
+    "synthetic-mlp": synthetic_mlp,
+    "fmnist-cnn": fmnist_cnn,
+    "tinyimagenet-resnet18": tinyimagenet_resnet18,
+    "eli5-gpt": eli5_gpt,
+    "shakespeare-gpt": shakespeare_gpt,
+}

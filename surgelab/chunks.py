@@ -1,9 +1,11 @@
-"""I/O for simulate: the per-chunk store that makes ``simulate train`` resumable.
+"""The resumable chunk store of ``surgelab simulate train``: finished grid chunks on disk.
 
-Each finished grid chunk (one batch size by default) is saved as ``chunks/chunk_<j>.npz`` in the
-run folder, written to a temporary name and renamed, so an interrupted run leaves only whole
-chunks. ``chunks/grid.json`` fingerprints the grid (problem, batch sizes, lrs, seeds, config);
-resuming into a folder whose fingerprint differs is refused rather than mixing two grids.
+Each finished grid chunk (one batch size) is saved as ``chunks/chunk_<j>.npz`` in the run
+folder, written to a temporary name and renamed, so an interrupted run leaves only whole
+chunks. ``chunks/grid.json`` fingerprints the grid (problem, batch sizes, lrs, seeds, training
+config); resuming into a folder whose fingerprint differs is refused rather than mixing two
+grids (the run folder's config already guards this; the fingerprint also catches a change of
+code that alters the grid, e.g. a preset's definition).
 """
 
 from __future__ import annotations
@@ -17,22 +19,26 @@ from typing import Any
 import numpy as np
 
 from simulate.train import GridResult
+from surgelab.rundir import jsonable, read_json, write_json
 
-_FIELDS = ("B", "lr", "seed", "targets", "steps", "loss_at", "loss_after", "diverged",
-           "steps_run", "final_loss")
+_FIELDS = (
+    "B",
+    "lr",
+    "seed",
+    "targets",
+    "steps",
+    "loss_at",
+    "loss_after",
+    "diverged",
+    "steps_run",
+    "final_loss",
+)
 
 
 def fingerprint(spec: dict[str, Any]) -> str:
-    """A stable hash of a JSON-able grid specification."""
-    blob = json.dumps(spec, sort_keys=True, default=_plain).encode()
+    """A stable hash of a grid specification (numpy values and tuples allowed)."""
+    blob = json.dumps(jsonable(spec), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _plain(o: Any) -> Any:
-    """JSON fallback for numpy values and tuples inside a grid specification."""
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 class ChunkStore:
@@ -40,29 +46,31 @@ class ChunkStore:
 
     Args:
       run_dir: the run folder.  spec: the grid specification (its fingerprint guards resumes).
+
+    Raises:
+      ValueError: the folder holds chunks of a different grid.
     """
 
     def __init__(self, run_dir: str | os.PathLike, spec: dict[str, Any]) -> None:
         self.dir = Path(run_dir) / "chunks"
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.key = fingerprint(spec)
         meta = self.dir / "grid.json"
         if meta.exists():
-            old = json.loads(meta.read_text()).get("fingerprint")
+            old = read_json(meta).get("fingerprint")
             if old != self.key:
-                raise ValueError(f"out folder {run_dir} holds a different grid (fingerprint "
-                                 f"{old} != {self.key}); choose a new --out to start afresh")
+                raise ValueError(
+                    f"--out {run_dir} holds chunks of a different grid (fingerprint {old} != "
+                    f"{self.key}; the code that defines it changed); choose a new --out"
+                )
         else:
-            tmp = meta.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"fingerprint": self.key, "spec": spec}, indent=2,
-                                      default=_plain))
-            tmp.replace(meta)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_json(meta, {"fingerprint": self.key, "spec": spec})
 
     def path(self, j: int) -> Path:
         return self.dir / f"chunk_{j:04d}.npz"
 
     def save(self, j: int, res: GridResult) -> Path:
-        """Save chunk j atomically."""
+        """Save chunk j atomically (temporary file, then rename)."""
         arrays = {f: getattr(res, f) for f in _FIELDS}
         arrays["loss0"] = np.array(res.loss0)
         if res.x_reach is not None:

@@ -1,18 +1,20 @@
-"""SQLite store of a sweep's finished points, written unit by unit (DESIGN.md, "Results").
+"""The SQLite store of a sweep's finished points, written unit by unit (the app layer's I/O).
 
-One file per sweep. Three tables:
+One file per sweep, implementing :class:`validate.sweep.ResultStore`. Three tables:
 
-* ``meta``: the sweep's configuration and its hash. Opening an existing store with a different
-  configuration raises :class:`ConfigMismatchError` naming the keys that differ, so a resumed
-  sweep never mixes two grids.
+* ``meta``: the sweep's key (:func:`validate.sweep.sweep_key`: the workload's fingerprint,
+  the grid and the engine settings) and its hash. Binding a store to another key raises
+  :class:`validate.sweep.StaleResultsError` naming what differs (``workload.model``,
+  ``grid.seeds``, ...), so a resumed sweep never reuses results of another definition.
 * ``units``: one row per finished unit of work (one batch size × a chunk of lrs/seeds).
 * ``points``: one row per (batch_size, lr, seed, target) with the engine's fields.
 
 Each unit's points and its ``units`` row are written in ONE transaction, so a unit is either
-entirely in the store or not at all: a killed sweep loses at most the units in flight, and a
-restarted sweep skips exactly the units already present. The journal is WAL (readers never
-block the single writer; a crash mid-commit leaves the last committed state). Only the driver
-process writes; workers return rows to it.
+entirely in the store or not at all: a killed sweep loses at most the units in flight (and of
+those only the time since their last checkpoint, kept beside the file by
+:class:`FileCheckpoints`), and a restarted sweep skips exactly the units already present. The
+journal is WAL (readers never block the single writer; a crash mid-commit leaves the last
+committed state). Only the driver process writes SQLite; workers return rows to it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from validate.sweep import StaleResultsError, key_diff, key_hash
 
 #: Point columns and their SQLite types; other keys a trainer returns go into ``extra`` (JSON).
 POINT_COLUMNS: dict[str, str] = {
@@ -62,19 +66,6 @@ CREATE TABLE IF NOT EXISTS points (
 """
 
 
-class ConfigMismatchError(ValueError):
-    """The store holds a sweep with a different configuration than the one being resumed."""
-
-
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [
-        f"{k}: stored {old.get(k)!r} != requested {new.get(k)!r}"
-        for k in keys
-        if old.get(k) != new.get(k)
-    ]
-
-
 def _cell(v: Any) -> Any:
     if isinstance(v, bool):
         return int(v)
@@ -83,19 +74,64 @@ def _cell(v: Any) -> Any:
     return v
 
 
-class Store:
-    """A sweep's SQLite file. Use as a context manager, or call :meth:`close`.
+class FileCheckpoints:
+    """Checkpoints of units in progress, one file each (``<folder>/<unit_id>.pt``).
+
+    Picklable (a folder and a key hash), so pool and Ray workers save their own unit's state;
+    a file holding another key's state is ignored. Writes are atomic (temp file + rename).
+    """
+
+    def __init__(self, folder: str | os.PathLike, key_hash: str = "") -> None:
+        self.folder = Path(folder)
+        self.key_hash = key_hash
+
+    def _path(self, unit_id: str) -> Path:
+        return self.folder / f"{unit_id}.pt"
+
+    def load(self, unit_id: str) -> dict[str, Any] | None:
+        import torch
+
+        path = self._path(unit_id)
+        if not path.is_file():
+            return None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a torn or foreign file: the unit starts afresh
+            return None
+        return blob.get("state") if blob.get("key") == self.key_hash else None
+
+    def save(self, unit_id: str, state: dict[str, Any]) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(unit_id)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"key": self.key_hash, "state": state}, tmp)
+        os.replace(tmp, path)
+
+    def discard(self, unit_id: str) -> None:
+        self._path(unit_id).unlink(missing_ok=True)
+
+
+class SweepStore:
+    """A sweep's SQLite file (:class:`validate.sweep.ResultStore`). Use as a context manager.
 
     Args:
       path: the ``.sqlite`` file (created with its folder if absent).
-      config: the sweep's JSON-able configuration; a new store records it, an existing one
-        must hold the same (else :class:`ConfigMismatchError`).
-      config_hash: a digest of ``config`` (e.g. :meth:`validate.presets.Preset.config_hash`).
+      checkpoints: keep checkpoints of units in progress in ``<path stem>.checkpoints/``.
+
+    Examples:
+      >>> import tempfile, pathlib
+      >>> with SweepStore(pathlib.Path(tempfile.mkdtemp()) / "s.sqlite") as st:
+      ...     st.bind({"grid": {"seeds": [0]}})
+      ...     try:
+      ...         st.bind({"grid": {"seeds": [0, 1]}})
+      ...     except StaleResultsError as e:
+      ...         print("refused:", "grid.seeds differ" in str(e))
+      refused: True
     """
 
-    def __init__(
-        self, path: str | os.PathLike, config: Mapping[str, Any], config_hash: str
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, *, checkpoints: bool = True) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: explicit BEGIN/COMMIT, so one unit = one transaction.
@@ -103,28 +139,39 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self.checkpoints: FileCheckpoints | None = None
+        self._checkpoint_folder = (
+            self.path.with_name(self.path.stem + ".checkpoints") if checkpoints else None
+        )
+
+    def bind(self, key: Mapping[str, Any]) -> None:
+        """Record ``key`` in a new store; refuse a store that holds another key."""
+        key = json.loads(json.dumps(key))
+        digest = key_hash(key)
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         if not stored:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [
-                    ("config_hash", config_hash),
-                    ("config", json.dumps(config, sort_keys=True)),
+                    ("key_hash", digest),
+                    ("key", json.dumps(key, sort_keys=True)),
                     ("created_utc", str(time.time())),
                 ],
             )
             self._db.execute("COMMIT")
-        elif stored.get("config_hash") != config_hash:
-            diff = _diff(json.loads(stored.get("config", "{}")), dict(config))
-            self._db.close()
-            raise ConfigMismatchError(
-                f"{self.path} holds a sweep with a different configuration "
-                f"({'; '.join(diff) or 'hash differs'}); use a new --out folder, or the "
-                "same preset and options to resume"
+        elif stored.get("key_hash") != digest:
+            old = json.loads(stored.get("key", "{}"))
+            diff = ", ".join(key_diff(old, key)) or "the key"
+            raise StaleResultsError(
+                f"{self.path} holds results of another sweep ({diff} differ: the workload's "
+                "definition, the grid or the engine changed since they were computed); "
+                "they are not reused: choose a new folder (or delete the old results)"
             )
+        if self._checkpoint_folder is not None:
+            self.checkpoints = FileCheckpoints(self._checkpoint_folder, digest)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SweepStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -134,9 +181,10 @@ class Store:
         self._db.close()
 
     @property
-    def config(self) -> dict[str, Any]:
-        (value,) = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
-        return json.loads(value)
+    def key(self) -> dict[str, Any] | None:
+        """The key this store holds (None before the first :meth:`bind`)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='key'").fetchone()
+        return None if row is None else json.loads(row[0])
 
     def done_units(self) -> set[str]:
         """Ids of the units whose points are all stored."""
@@ -219,7 +267,7 @@ class Store:
 
 
 def read_units(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The ``units`` table of an existing store, without a configuration check."""
+    """The ``units`` table of an existing store, without a key check."""
     if not Path(path).exists():
         raise FileNotFoundError(f"no sweep store at {path}")
     db = sqlite3.connect(Path(path))

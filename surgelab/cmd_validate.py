@@ -1,0 +1,456 @@
+"""``surgelab validate run | bench | presets | estimate``: real networks, the paper's protocol.
+
+``validate run`` writes one run folder::
+
+    config.json      the resolved config (every flag, defaults included)
+    meta.json        versions, git commit, device name
+    sweep.sqlite     the resumable store (``--out SAME_DIR`` resumes), keyed on the workload's
+                     fingerprint, the grid and the engine settings (a stale store is refused)
+    sweep.checkpoints/  state of units in progress (every --checkpoint-every seconds)
+    points.csv       one row per (batch_size, lr, seed, target)
+    fits.csv         one row per target: B_noise, S_min, ε_max and fit errors of the laws
+    best_lr.csv      one row per (target, batch size): best lr, S, E, the laws' predictions
+    summary.json     headline figures (validate.fits.summarise) + ``headline`` / ``verdicts``
+                     + wall time: ``wall_s`` of this invocation, ``units_wall_s`` summed over
+                     all stored units, ``n_units`` / ``n_units_trained``
+    heatmap_*.png, se_fit.png, b_noise_vs_target.png
+
+Ctrl-C stops the sweep within seconds (workers are stopped, finished units stay in the store)
+and prints how to resume; the exit status is 130.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from surgelab import cmd_estimate
+from surgelab.cli import Command, Stage, UsageError
+from surgelab.config import Config, ConfigError, opt
+from surgelab.rundir import RunDir
+
+
+def _env_download() -> bool:
+    # The one place $SURGELAB_DOWNLOAD is read: as the source of --download's default (the
+    # resolved value is recorded in config.json and passed down as an argument).
+    return os.environ.get("SURGELAB_DOWNLOAD", "").strip().lower() in {"1", "true", "yes"}
+
+
+DOWNLOAD_WHY = (
+    "fetch a missing dataset from its official URL into the user cache (checksum-verified; "
+    "default from $SURGELAB_DOWNLOAD)"
+)
+DATA_DIR_WHY = (
+    "dataset folder, used alone (default: $SURGELAB_DATA, then the user cache, then a "
+    "checkout's ../shared/data)"
+)
+
+
+# ----------------------------------------------------------------------------- shared checks
+
+
+def device_name(device: str, arg: str = "device") -> str:
+    """A readable name of a torch device; ``ConfigError`` naming ``arg`` if torch does not
+    know the string or the CUDA GPU it names is not there."""
+    import platform
+
+    if device != "cpu":
+        import torch
+
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ConfigError(
+                arg, f"{device!r} is not a torch device; use cpu, cuda or cuda:<index>"
+            ) from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigError(
+                    arg,
+                    f"{device}: torch sees no CUDA GPU (use --device cpu, or install a CUDA "
+                    "build of torch)",
+                )
+            n = torch.cuda.device_count()
+            if dev.index is not None and dev.index >= n:
+                raise ConfigError(
+                    arg, f"{device}: torch sees {n} CUDA GPU(s); use cuda:0 … cuda:{n - 1}"
+                )
+            return f"{device} ({torch.cuda.get_device_name(dev)})"
+        if dev.type != "cpu":
+            raise ConfigError(arg, f"{device!r}: only cpu and cuda devices are supported")
+    return f"{device} ({platform.processor() or platform.machine()})"
+
+
+def check_workload(workload: str, arg: str = "workload") -> None:
+    from validate.workload import available
+
+    if workload not in available():
+        raise ConfigError(
+            arg, f"unknown workload {workload!r}; choose one of {', '.join(available())}"
+        )
+
+
+def check_data(workload: str, size: str, data_dir: str | None, download: bool) -> None:
+    """The workload's datasets are where they will be looked for (``--data-dir`` alone when
+    given), before any run folder is made. ``ConfigError`` naming ``--data-dir``."""
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise ConfigError(
+            "data_dir",
+            f"{data_dir!r} is not an existing folder; give the folder that holds the datasets "
+            "(or leave --data-dir out to use $SURGELAB_DATA / the user cache)",
+        )
+    from validate import data as vdata
+    from validate.workload import get_workload
+
+    for name in get_workload(workload, size=size).datasets:
+        try:
+            vdata.find_dataset(name, data_dir, verify=False)
+        except vdata.DataNotFoundError as exc:
+            if download and data_dir is None:
+                continue  # fetched into the cache when the run starts
+            raise ConfigError("data_dir", str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- validate run
+
+
+@dataclass(frozen=True)
+class SweepConfig(Config):
+    workload: str = opt("fmnist-cnn", "registered workload (fmnist-cnn, synthetic-mlp, ...)")
+    preset: str = opt(
+        "smoke",
+        "grid: tiny (seconds), smoke (CPU minutes) or a paper-* preset (see `surgelab validate "
+        "presets`)",
+    )
+    device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
+    backend: Literal["local", "ray"] = opt("local", "local process pool, or a Ray cluster")
+    address: str | None = opt(
+        None, "Ray cluster address (with --backend ray); none starts a local Ray"
+    )
+    workers: int | None = opt(
+        None, "parallel units (default: one per CPU core on cpu, 1 on a local GPU)", lo=1, hi=4096
+    )
+    data_dir: str | None = opt(None, DATA_DIR_WHY)
+    download: bool = opt(_env_download(), DOWNLOAD_WHY)
+    seeds: int | None = opt(None, "override the preset's seeds with 0 … N-1", lo=1, hi=100_000)
+    n_boot: int = opt(
+        200, "bootstrap resamples of seeds for the B_noise interval (0: none)", lo=0, hi=100_000
+    )
+    checkpoint_every: float = opt(
+        300.0,
+        "seconds between checkpoints of a batch size in progress (a kill loses at most this)",
+        lo=0,
+        lo_open=True,
+    )
+
+    def check(self) -> None:
+        if self.address is not None and self.backend != "ray":
+            raise ConfigError("address", "needs --backend ray")
+        check_workload(self.workload)
+        preset = self.resolved_preset()
+        if self.device != "cpu":
+            device_name(self.device)
+        if self.backend == "local":
+            check_data(self.workload, preset.size, self.data_dir, self.download)
+        elif self.data_dir is not None and not Path(self.data_dir).expanduser().is_dir():
+            raise ConfigError("data_dir", f"{self.data_dir!r} is not an existing folder")
+
+    def resolved_preset(self):
+        from validate.presets import get_preset
+
+        try:
+            preset = get_preset(self.preset, self.workload)
+        except ValueError as exc:
+            raise ConfigError("preset", str(exc)) from None
+        return preset.with_seeds(self.seeds) if self.seeds is not None else preset
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``headline`` and ``verdicts`` of a sweep's summary, from the values already in it."""
+    from theory.stats import refined_argmax
+
+    t = summary.get("primary_target")
+    items: list[dict[str, Any]] = []
+    verdicts: list[str] = []
+    if summary.get("b_noise") is not None:
+        items.append(
+            {
+                "key": "b_noise",
+                "label": f"S–E B_crit (steps–examples fit at target loss {_fmt(t)})",
+                "value": summary["b_noise"],
+                "lo": summary.get("b_noise_lo"),
+                "hi": summary.get("b_noise_hi"),
+            }
+        )
+    best = [b for b in summary.get("best_lr", []) if b.get("lr") is not None]
+    peak = None
+    if len(best) >= 1:
+        p = refined_argmax([b["batch_size"] for b in best], [b["lr"] for b in best], log=True)
+        peak = p
+        summary["peak_batch_size"] = p.x
+        summary["peak_censored"] = p.censored
+        items.append(
+            {
+                "key": "peak_batch_size",
+                "label": "measured peak (batch size of the largest best lr)",
+                "value": p.x,
+            }
+        )
+    if summary.get("eps_max_adam") is not None:
+        items.append(
+            {
+                "key": "eps_max_adam",
+                "label": "ε_max of the Adam law fit",
+                "value": summary["eps_max_adam"],
+            }
+        )
+    if peak is not None:
+        where = {
+            "low": ", the smallest batch size of the grid (censored)",
+            "high": ", the largest batch size of the grid (censored: widen the grid)",
+        }
+        line = f"best lr peaks at B ≈ {peak.x:.3g} (measured){where.get(peak.censored, '')}"
+        if summary.get("b_noise") is not None:
+            line += (
+                f"; S–E B_crit = {_fmt(summary['b_noise'])} "
+                f"[{_fmt(summary.get('b_noise_lo'))}, {_fmt(summary.get('b_noise_hi'))}]"
+            )
+        verdicts.append(line)
+    ranking = summary.get("law_ranking") or []
+    if ranking:
+        errs = ", ".join(f"{law} {_fmt(summary.get(f'loo_err_{law}'))}" for law in ranking)
+        verdicts.append(f"learning-rate laws by leave-one-out log-lr RMS error: {errs}")
+    if summary.get("n_best_at_edge"):
+        verdicts.append(
+            f"at {summary['n_best_at_edge']} batch size(s) the best lr is on the edge of the "
+            "lr grid (censored): widen the lr grid"
+        )
+    if summary.get("reason"):
+        verdicts.append(f"note: {summary['reason']}")
+    return items, verdicts
+
+
+def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
+    """``validate run``: sweep (or resume), fit, write the run folder."""
+    from surgelab.progress import bar, say
+    from surgelab.store import SweepStore, read_units
+    from validate import fits, sweep
+
+    assert run is not None
+    t0 = time.perf_counter()
+    preset = cfg.resolved_preset()
+    device = device_name(cfg.device)
+    run.write_meta(device=device, preset_description=preset.description)
+    trained: list[str] = []  # units trained by THIS invocation (the rest were resumed)
+    store_path = run / "sweep.sqlite"
+    with (
+        SweepStore(store_path) as store,
+        bar(None, f"{preset.name} [{cfg.backend}]", unit="unit") as b,
+    ):
+
+        def on_plan(total: int, done: int) -> None:  # called once the store is accepted
+            say(
+                f"validate run: {preset.name}: {len(preset.batch_sizes)} batch sizes × "
+                f"{len(preset.lrs)} lrs × {len(preset.seeds)} seeds = {preset.n_runs} runs "
+                f"({done} of {total} units stored) → {run.path}"
+            )
+            b.reset(total)
+            b.update(done)
+
+        def on_unit(unit: Any, _n: int) -> None:
+            trained.append(unit.unit_id)
+            b.update(1)
+
+        try:
+            rows = sweep.run_sweep(
+                preset,
+                store=store,
+                backend=cfg.backend,
+                address=cfg.address,
+                device=cfg.device,
+                workers=cfg.workers,
+                data_dir=cfg.data_dir,
+                download=cfg.download,
+                checkpoint_every=cfg.checkpoint_every,
+                on_plan=on_plan,
+                on_unit=on_unit,
+            )
+        except sweep.StaleResultsError as exc:
+            raise UsageError(f"--out {exc}") from None
+    summary = fits.summarise(rows, n_boot=cfg.n_boot)
+    run.write_table("points.csv", rows)
+    run.write_table("fits.csv", summary.pop("fits"))
+    run.write_table("best_lr.csv", summary.pop("best"))
+    _figures(run)
+    summary.update(
+        preset=preset.name,
+        workload=preset.workload,
+        device=device,
+        # wall_s: this invocation only; a resumed run's earlier units are in units_wall_s
+        wall_s=time.perf_counter() - t0,
+        units_wall_s=float(sum(u["wall_s"] or 0.0 for u in read_units(store_path))),
+        n_units=len(sweep.plan_units(preset)),
+        n_units_trained=len(trained),
+    )
+    summary["headline"], summary["verdicts"] = headline(summary)
+    run.finish(summary)
+    _print_headline(summary)
+    return 0
+
+
+def _figures(run: RunDir) -> None:
+    """Draw every figure from the saved CSV tables alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from validate import plots
+
+    points = run.read_table("points.csv")
+    fit_rows = run.read_table("fits.csv")
+    best = run.read_table("best_lr.csv")
+    for f in fit_rows:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        plots.plot_heatmap(points, fit_rows, best, float(f["target"]), ax=ax)
+        run.save_figure(fig, f"heatmap_target{float(f['target']):g}.png")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    run.save_figure(plots.plot_se_fit(fit_rows, best, ax=ax), "se_fit.png")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    run.save_figure(plots.plot_b_noise_vs_target(fit_rows, ax=ax), "b_noise_vs_target.png")
+
+
+def _print_headline(s: dict[str, Any]) -> None:
+    print(
+        f"primary target {_fmt(s['primary_target'])}: B_noise (S–E B_crit) = {_fmt(s['b_noise'])} "
+        f"[{_fmt(s['b_noise_lo'])}, {_fmt(s['b_noise_hi'])}], "
+        f"eps_max (Adam) = {_fmt(s['eps_max_adam'])}"
+    )
+    for v in s["verdicts"]:
+        print(f"  {v}")
+    print(f"  wall {s['wall_s']:.1f} s")
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class PresetsConfig(Config):
+    """No options: lists the sweep presets."""
+
+
+def run_presets(cfg: PresetsConfig, run: RunDir | None) -> int:
+    from validate.presets import list_presets
+
+    for pr in list_presets():
+        print(
+            f"{pr.name:<28} {pr.workload:<22} B {pr.batch_sizes[0]}…{pr.batch_sizes[-1]} "
+            f"({len(pr.batch_sizes)})  lr {pr.lrs[0]:g}…{pr.lrs[-1]:g} ({len(pr.lrs)})  "
+            f"seeds {len(pr.seeds)}  betas {pr.betas}  runs {pr.n_runs}"
+        )
+    print("\n`--preset smoke` / `--preset tiny` pick the <workload>:smoke / :tiny grid.")
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@dataclass(frozen=True)
+class BenchConfig(Config):
+    workload: str = opt("synthetic-mlp", "registered workload")
+    size: Literal["smoke", "paper"] = opt("smoke", "model and data size of the workload")
+    batch_size: int = opt(32, "examples per optimiser step", lo=1, hi=1 << 20)
+    lrs: tuple[float, ...] = opt(
+        (1e-3, 2e-3, 4e-3, 8e-3),
+        "Adam learning rates, ascending",
+        lo=0,
+        lo_open=True,
+        ascending=True,
+        nonempty=True,
+    )
+    seeds: int = opt(2, "seeds 0 … N-1", lo=1, hi=10_000)
+    max_steps: int = opt(200, "optimiser steps per model", lo=1, hi=10_000_000)
+    device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
+    data_dir: str | None = opt(None, DATA_DIR_WHY)
+    download: bool = opt(_env_download(), DOWNLOAD_WHY)
+
+    def check(self) -> None:
+        check_workload(self.workload)
+        if self.device != "cpu":
+            device_name(self.device)
+        check_data(self.workload, self.size, self.data_dir, self.download)
+
+
+def run_bench(cfg: BenchConfig, run: RunDir | None) -> int:
+    from surgelab.progress import bar
+    from validate.bench import bench
+
+    assert run is not None
+    run.write_meta(device=device_name(cfg.device))
+    n_models = len(cfg.lrs) * cfg.seeds
+    # warm-up + one timed run of each engine; single trains its models one after another
+    with bar(None, "bench steps", unit="step") as b:
+        summary, rows = bench(
+            cfg.workload,
+            size=cfg.size,
+            batch_size=cfg.batch_size,
+            lrs=cfg.lrs,
+            seeds=tuple(range(cfg.seeds)),
+            max_steps=cfg.max_steps,
+            device=cfg.device,
+            data_dir=cfg.data_dir,
+            download=cfg.download,
+            on_progress=b.update,
+        )
+    run.write_table("bench.csv", rows)
+    run.finish(summary)
+    for k in (
+        "workload",
+        "device",
+        "n_models",
+        "single_s",
+        "batched_s",
+        "ratio",
+        "batched_model_steps_per_s",
+        "same_steps",
+    ):
+        print(f"{k}: {_fmt(summary.get(k))}")
+    assert summary["n_models"] == n_models
+    print(f"wrote {run.path}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "run",
+        "sweep a preset grid with the paper's protocol and fit the laws",
+        SweepConfig,
+        run_sweep,
+        description="Sweep a (batch size × learning rate × seed) grid with the paper's protocol, "
+        "then fit B_noise, ε_max and the learning-rate laws. Rerun with the same --out to resume.",
+    ),
+    "estimate": cmd_estimate.ESTIMATE,
+    "bench": Command(
+        "bench",
+        "time the batched engine against single-model training",
+        BenchConfig,
+        run_bench,
+        description="Time the batched engine against one-model-at-a-time training on the same "
+        "grid (validate.bench.bench); writes a run folder.",
+    ),
+    "presets": Command(
+        "presets", "list the sweep presets", PresetsConfig, run_presets, writes=False
+    ),
+}
+
+STAGE = Stage("validate", "real networks: the paper's protocol, direct estimates, bench", COMMANDS)
