@@ -94,30 +94,33 @@ def torch_moments(
     update: str = "sign",
     seed: int = 0,
     chunk_elements: int = 1 << 22,
+    device: str = "cpu",
 ) -> tuple:
     """The straightforward torch version (torch.randn, sign, matmul; chunked over samples).
 
-    Returns (m1, m2) per batch size, float64; a different random stream from the kernels (torch's
-    generator), so it agrees with them only statistically. Used as a speed baseline.
+    Returns (m1, m2) per batch size, float64 numpy arrays; a different random stream from the
+    kernels (torch's generator), so it agrees with them only statistically. Used as a speed
+    baseline, on the CPU or (``device="cuda"``) on the GPU.
     """
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     t = {
-        k: torch.from_numpy(np.array(getattr(problem, k)))  # writable copy
+        k: torch.from_numpy(np.array(getattr(problem, k))).to(device)  # writable copy
         for k in ("mu", "sigma", "h", "U", "W")
     }
-    sb = torch.from_numpy(1.0 / np.sqrt(batch_sizes))
+    sb = torch.from_numpy(1.0 / np.sqrt(batch_sizes)).to(device)
     d, k, nb = problem.d, problem.noise_rank, batch_sizes.size
     chunk = max(1, chunk_elements // (nb * d))
-    s1 = torch.zeros(nb, dtype=torch.float64)
-    s2 = torch.zeros(nb, dtype=torch.float64)
+    s1 = torch.zeros(nb, dtype=torch.float64, device=device)
+    s2 = torch.zeros(nb, dtype=torch.float64, device=device)
     sum_h = t["h"].sum()
+    f64 = dict(generator=gen, dtype=torch.float64, device=device)
     for start in range(0, n_samples, chunk):
         c = min(chunk, n_samples - start)
-        n = t["sigma"] * torch.randn(c, d, generator=gen, dtype=torch.float64)
+        n = t["sigma"] * torch.randn(c, d, **f64)
         if k:
-            n = n + torch.randn(c, k, generator=gen, dtype=torch.float64) @ t["W"].T
+            n = n + torch.randn(c, k, **f64) @ t["W"].T
         g = t["mu"] + n[:, None, :] * sb[None, :, None]
         if update == "sign":
             v = torch.sign(g)
@@ -127,7 +130,7 @@ def torch_moments(
             x2 = (v * v) @ t["h"] + ((v @ t["U"]) ** 2).sum(-1)
         s1 += (v @ t["mu"]).sum(0)
         s2 += x2.sum(0)
-    return (s1 / n_samples).numpy(), (s2 / n_samples).numpy()
+    return (s1 / n_samples).cpu().numpy(), (s2 / n_samples).cpu().numpy()
 
 
 def current_rss() -> int | None:
@@ -333,3 +336,156 @@ def backends_here(requested: list[str] | None = None) -> list[str]:
         return [b for b in requested if b != "reference"]
     out = ["numba"] if _backend.has_numba() else []
     return out + (["cuda"] if _backend.has_cuda() else [])
+
+
+# ----------------------------------------------------------------------------- the GPU case
+
+#: The issue's GPU benchmark: d = 10⁶ coordinates, r = 16, 32 batch sizes, 10⁴ samples.
+GPU_CASE = Case(1_000_000, 16, 32, 10_000)
+#: Its CPU stand-in for tests and ``--preset tiny`` (seconds on two cores).
+TINY_CASE = Case(2_000, 4, 8, 2_000)
+
+
+def _time_torch_cuda(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
+    """Median and all device times (s) of ``repeats`` calls after one warm-up, by CUDA events."""
+    import torch
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times), times
+
+
+def max_rel_diff(a: Any, b: Any) -> float:
+    """``max |a − b| / max(|b|, 1)`` over both moments of two :class:`kernels.Moments`."""
+    return max(
+        float(np.max(np.abs(a.m1 - b.m1) / np.maximum(np.abs(b.m1), 1.0))),
+        float(np.max(np.abs(a.m2 - b.m2) / np.maximum(np.abs(b.m2), 1.0))),
+    )
+
+
+def gpu_case(
+    case: Case = GPU_CASE,
+    *,
+    repeats: int = 3,
+    torch_samples: int = 256,
+    numba_samples: int = 8,
+    seed: int = 0,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """The cuda kernel at one shape against torch on the same GPU and numba: correctness, then
+    CUDA-event timings.
+
+    Correctness first: cuda and numba draw the same Philox stream, so on ``numba_samples``
+    samples of this very shape their moments agree to rounding (``max_rel_diff`` ≤ 1e-9; one
+    flipped sign would give ≥ 1e-7 here). Then: cuda on ``case.n_samples`` samples
+    (``cupyx.profiler.benchmark``: CUDA events), :func:`torch_moments` on the GPU on
+    ``torch_samples`` samples (CUDA events) and numba on ``numba_samples`` (wall clock), each
+    scaled per sample (cost is linear in the samples). ``stop()`` true: the stages not yet
+    started are left out (recorded in ``skipped``).
+
+    Returns:
+      ``{"case", "device", "correctness", "rows", "skipped"}``; rows carry ``per_sample_s``,
+      ``speedup_vs_torch``, and for cuda ``fraction_of_peak`` (FP64 FMA bound,
+      :func:`fp64_peak_flops`) and ``achieved_flops``.
+    """
+    from kernels import cuda_backend
+
+    stop = stop or (lambda: False)
+    p = make_problem(case, seed)
+    B = batch_grid(case.n_batch)
+    info = cuda_backend.device_info()
+    base = {
+        "d": case.d,
+        "rank": case.rank,
+        "noise_rank": case.noise_rank,
+        "n_batch": case.n_batch,
+        "update": case.update,
+    }
+    out: dict[str, Any] = {
+        "case": dataclasses.asdict(case),
+        "device": {k: v for k, v in info.items()},
+        "fp64_peak_flops": fp64_peak_flops(info),
+        "correctness": [],
+        "rows": [],
+        "skipped": [],
+    }
+    n_chk = max(2, numba_samples)
+    t0 = time.perf_counter()
+    a = update_moments(p, B, n_chk, update=case.update, seed=seed, backend="numba")
+    numba_s = time.perf_counter() - t0  # includes the JIT on a fresh machine
+    c = update_moments(p, B, n_chk, update=case.update, seed=seed, backend="cuda")
+    err = max_rel_diff(c, a)
+    out["correctness"].append(
+        {
+            "check": f"cuda vs numba at this shape, {n_chk} samples, same Philox stream",
+            "max_rel_diff": err,
+            "ok": bool(err <= 1e-9),
+        }
+    )
+    k1, k2 = centring(p, B, case.update)
+    n = case.n_samples
+    flops = useful_flops(case, n)
+    stages = ["cuda", "torch", "numba"]
+    for stage in stages:
+        if stop():
+            out["skipped"] = stages[stages.index(stage) :]
+            break
+        if stage == "cuda":
+            fn = functools.partial(cuda_backend.shifted_sums, p, B, n, case.update, seed, k1, k2)
+            med, times = _time_gpu(fn, repeats)
+            row = {
+                "backend": "cuda",
+                "timer": "CUDA events (cupyx.profiler.benchmark)",
+                "n_samples_timed": n,
+                "seconds": med,
+                "seconds_all": times,
+                "achieved_flops": flops / med,
+                "fraction_of_peak": flops / med / out["fp64_peak_flops"],
+                "bound": "FP64 FMA throughput",
+            }
+        elif stage == "torch":
+            nt = min(torch_samples, n)
+            med, times = _time_torch_cuda(
+                lambda nt=nt: torch_moments(
+                    p, B, nt, update=case.update, seed=seed, chunk_elements=1 << 26, device="cuda"
+                ),
+                repeats,
+            )
+            row = {
+                "backend": "torch-cuda",
+                "timer": "CUDA events (torch.cuda.Event)",
+                "n_samples_timed": nt,
+                "seconds": med,
+                "seconds_all": times,
+            }
+        else:
+            t0 = time.perf_counter()
+            update_moments(p, B, numba_samples, update=case.update, seed=seed, backend="numba")
+            wall = time.perf_counter() - t0
+            row = {
+                "backend": "numba",
+                "timer": "wall clock (after a warm-up call)",
+                "n_samples_timed": numba_samples,
+                "seconds": wall,
+                "seconds_all": [wall],
+                "first_call_s": numba_s,
+            }
+        row.update(base)
+        row["per_sample_s"] = row["seconds"] / row["n_samples_timed"]
+        row["updates_per_s"] = case.d * case.n_batch / row["per_sample_s"]
+        out["rows"].append(row)
+    by = {r["backend"]: r["per_sample_s"] for r in out["rows"]}
+    for r in out["rows"]:
+        if "torch-cuda" in by:
+            r["speedup_vs_torch"] = by["torch-cuda"] / r["per_sample_s"]
+        if "numba" in by:
+            r["speedup_vs_numba"] = by["numba"] / r["per_sample_s"]
+    return out

@@ -66,7 +66,16 @@ class Stage:
 
 def stages() -> dict[str, Stage]:
     """Every stage. Command modules import only configs at the top (no torch / numba)."""
-    from surgelab import cmd_advise, cmd_kernels, cmd_simulate, cmd_theory, cmd_validate, run
+    from surgelab import (
+        cmd_advise,
+        cmd_campaign,
+        cmd_fit,
+        cmd_kernels,
+        cmd_simulate,
+        cmd_theory,
+        cmd_validate,
+        run,
+    )
 
     found = [
         cmd_theory.STAGE,
@@ -75,6 +84,8 @@ def stages() -> dict[str, Stage]:
         cmd_validate.STAGE,
         run.STAGE,
         cmd_advise.STAGE,
+        cmd_fit.STAGE,
+        cmd_campaign.STAGE,
     ]
     return {s.name: s for s in found}
 

@@ -1,18 +1,33 @@
 """``surgelab advise``: the best learning rate at a new batch size, for Adam and for SGD.
 
-Where the best learning rates come from (exactly one of):
+Two ways to ask:
 
-- ``--from RUN_DIR``: a result folder of ``surgelab validate run`` (its summary's best lrs,
-  ``best_lr.csv`` or ``points.csv``), of ``surgelab validate estimate`` (the last checkpoint's
-  Theorem 3 and SGD parameters), or of ``surgelab run`` (its ``real/`` sweep, else its
-  ``estimate/`` part);
+**The shortcut, for users who already train** (the paper's recipe: B_noise ≈ B_crit, and one
+measured (batch size, best lr) pair fixes ε_max)::
+
+    surgelab advise --batch-size B1 --current-batch-size B0 --current-lr LR0 --b-noise X
+    surgelab advise ... --monitor-log noise.csv     # B_simple from a NoiseScaleMonitor log
+    surgelab advise ... --table runs.csv            # the S–E B_crit of `surgelab fit`
+
+prints the surge-law lr, the SGD-law lr, the square-root and linear rules side by side, each
+with what it assumes. A monitor log is CSV or JSONL with columns ``step`` and ``b_simple``
+(the callbacks' ``.history``); B_noise is its last row's ``b_simple``, or the median of the
+last ``--monitor-last N`` rows.
+
+**From measured best learning rates** (exactly one of):
+
+- ``--from RUN_DIR``: the run root of ``surgelab run`` or any of its part folders (the
+  Recommendation of the report, recomputed: the same numbers), a result folder of
+  ``surgelab validate run`` (its summary's best lrs, ``best_lr.csv`` or ``points.csv``), or of
+  ``surgelab validate estimate`` (the last checkpoint's Theorem 3 and SGD parameters: the
+  one-step optimum, which explains but does not measure the training optimum);
 - ``--points FILE``: a CSV with columns ``batch_size`` and ``lr`` (or ``best_lr``); every row
   must hold two positive finite numbers (a blank, NaN or inf cell is an error naming the line);
 - ``--b-noise X --eps-max Y``: the surge law's parameters (optionally ``--b-noise-sgd``,
   ``--eps-max-sgd`` for the SGD law).
 
-The analysis is :func:`validate.advise.advise`; this module reads the inputs and prints. It
-writes nothing.
+The analysis is :func:`validate.advise.advise`, :func:`validate.advise.recommend` and
+:func:`validate.advise.shortcut`; this module reads the inputs and prints. It writes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +54,13 @@ N_BOOT_LAWS = 3
 
 @dataclass(frozen=True)
 class AdviseConfig(Config):
-    batch_size: float = opt(None, "the batch size to advise on", lo=0, lo_open=True, metavar="B")
+    batch_size: float | None = opt(
+        None,
+        "the batch size to advise on (with --from: default the run's recommendation batch sizes)",
+        lo=0,
+        lo_open=True,
+        metavar="B",
+    )
     from_: str | None = opt(
         None,
         "result folder of `surgelab run`, `validate run` or `validate estimate`",
@@ -64,8 +85,47 @@ class AdviseConfig(Config):
     ci: float = opt(0.9, "coverage of the bootstrap interval, in (0, 1)", lo=0, lo_open=True)
     seed: int = opt(0, "seed of the bootstrap", lo=0)
     json: bool = opt(False, "print one JSON object instead of the report")
+    current_batch_size: float | None = opt(
+        None, "shortcut: the batch size B0 you train with now", lo=0, lo_open=True, metavar="B0"
+    )
+    current_lr: float | None = opt(
+        None, "shortcut: the best learning rate at B0", lo=0, lo_open=True, metavar="LR0"
+    )
+    monitor_log: str | None = opt(
+        None,
+        "shortcut: B_noise = B_simple from a noise-scale monitor log (CSV/JSONL, columns "
+        "step,b_simple)",
+        metavar="FILE",
+    )
+    monitor_last: int = opt(
+        1,
+        "with --monitor-log: B_simple is the median of its last N rows (1: the last row)",
+        lo=1,
+        hi=1_000_000,
+    )
+    table: str | None = opt(
+        None,
+        "shortcut: B_noise = the S–E B_crit fitted to a steps-to-target CSV (as `surgelab fit`)",
+        metavar="FILE",
+    )
+
+    @property
+    def is_shortcut(self) -> bool:
+        return self.current_batch_size is not None or self.current_lr is not None
 
     def check(self) -> None:
+        if self.is_shortcut:
+            self._check_shortcut()
+            return
+        for name in ("monitor_log", "table"):
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    name, "needs --current-batch-size B0 and --current-lr LR0 (the shortcut)"
+                )
+        if self.batch_size is None and self.from_ is None:
+            raise ConfigError(
+                "batch_size", "is required (the batch size B to advise on), except with --from"
+            )
         sources = [n for n in ("from_", "points", "b_noise") if getattr(self, n) is not None]
         if not sources:
             raise ConfigError(
@@ -99,6 +159,35 @@ class AdviseConfig(Config):
             "n_boot",
             f"bootstrap refits ({N_BOOT_LAWS} laws x --n-boot)",
         )
+
+    def _check_shortcut(self) -> None:
+        for name in ("current_batch_size", "current_lr", "batch_size"):
+            if getattr(self, name) is None:
+                raise ConfigError(
+                    name,
+                    "is required for the shortcut (--batch-size B1 --current-batch-size B0 "
+                    "--current-lr LR0 and one of --b-noise, --monitor-log, --table)",
+                )
+        sources = [n for n in ("b_noise", "monitor_log", "table") if getattr(self, n) is not None]
+        if not sources:
+            raise ConfigError(
+                "b_noise",
+                "X, --monitor-log FILE or --table FILE is required with --current-batch-size: "
+                "where the noise scale comes from",
+            )
+        if len(sources) > 1:
+            raise ConfigError(
+                sources[1],
+                "goes alone: give one of --b-noise, --monitor-log, --table "
+                f"(got {', '.join(_flag(n) for n in sources)})",
+            )
+        for name in ("from_", "points", "eps_max", "b_noise_sgd", "eps_max_sgd"):
+            if getattr(self, name) is not None:
+                raise ConfigError(
+                    name,
+                    "does not go with --current-batch-size/--current-lr (the shortcut fixes "
+                    f"eps_max from them): drop {_flag(name)}",
+                )
 
 
 def _flag(name: str) -> str:
@@ -247,13 +336,228 @@ def load_from(folder: str) -> tuple[Any, dict[str, Any], str, list[str]]:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# the Recommendation of a `surgelab run` (and of a sweep folder): one reader, used by both
+
+
+def read_monitor_log(path: str | Path, last: int = 1) -> tuple[float, str]:
+    """B_simple from a noise-scale monitor log: ``(value, description)``.
+
+    CSV (header with ``step`` and ``b_simple``) or JSONL (one object per line with those
+    keys). The value is the last row's ``b_simple`` (``last`` = 1) or the median of the last
+    ``last`` rows; each of those rows must hold a positive finite ``b_simple`` (an error names
+    the line). Blank lines inside the file and unparseable cells are errors too.
+    """
+    import numpy as np
+
+    p = Path(path).expanduser()
+    where = f"--monitor-log: {str(p)!r}"
+    if not p.is_file():
+        raise UsageError(f"{where} does not exist" if not p.exists() else f"{where} is not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} is not a text file ({exc})") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise UsageError(f"{where} is empty; expected CSV or JSONL with columns step,b_simple")
+    need = ("step", "b_simple")
+    rows: list[tuple[int, Any, Any]] = []  # (line number, step, b_simple) as read
+    if lines[0].lstrip().startswith("{"):
+        for num, line in enumerate(lines, 1):
+            if not line.strip():
+                raise UsageError(f"{where}, line {num} is blank; delete it")
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise UsageError(f"{where}, line {num} is not a JSON object") from None
+            if not isinstance(obj, dict) or any(k not in obj for k in need):
+                have = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+                raise UsageError(
+                    f"{where}, line {num} lacks the columns {', '.join(need)} (has {have}); "
+                    "save the monitor's .history with them"
+                )
+            rows.append((num, obj["step"], obj["b_simple"]))
+    else:
+        reader = list(csv.reader(lines))
+        cols = [c.strip() for c in reader[0]]
+        if any(k not in cols for k in need):
+            raise UsageError(
+                f"{where} must have the columns {', '.join(need)} (found {cols}); save the "
+                "monitor's .history with them"
+            )
+        i_s, i_b = cols.index("step"), cols.index("b_simple")
+        for num, row in enumerate(reader[1:], 2):
+            if not any(c.strip() for c in row):
+                raise UsageError(f"{where}, line {num} is blank; delete it")
+            if len(row) < len(cols):
+                raise UsageError(
+                    f"{where}, line {num} has {len(row)} field(s); the header has {len(cols)}"
+                )
+            rows.append((num, row[i_s].strip(), row[i_b].strip()))
+    if not rows:
+        raise UsageError(f"{where} has no rows below its header")
+    values = []
+    for num, step, b in rows:
+        for col, cell in (("step", step), ("b_simple", b)):
+            try:
+                v = float(cell) if cell is not None and cell != "" else math.nan
+            except (TypeError, ValueError):
+                raise UsageError(f"{where}, line {num}: {col} {cell!r} is not a number") from None
+            if col == "step" and not math.isfinite(v):
+                raise UsageError(f"{where}, line {num}: step {cell!r} is not a finite number")
+            if col == "b_simple":
+                values.append((num, v, cell))
+    used = values[-last:]
+    for num, v, cell in used:
+        if not (math.isfinite(v) and v > 0):
+            raise UsageError(
+                f"{where}, line {num}: b_simple {cell!r} must be positive and finite (the rows "
+                "used must hold a resolved noise scale; log longer, or use --monitor-last)"
+            )
+    if len(values) < last:
+        raise UsageError(f"{where} has {len(values)} row(s); --monitor-last {last} needs that many")
+    value = float(np.median([v for _, v, _ in used]))
+    what = "last row" if last == 1 else f"median of the last {last} rows"
+    return value, f"B_simple from {p.name}, {what} (line {used[-1][0]})"
+
+
+def _optimizer_label(d: Path) -> str:
+    """The optimizer setting of a sweep folder, in words (from its config.json's preset)."""
+    try:
+        cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        from validate.presets import get_preset
+
+        b1, b2 = get_preset(cfg["preset"], cfg["workload"]).betas
+    except (OSError, ValueError, KeyError, TypeError):
+        return "Adam (setting not recorded)"
+    if b1 == 0 and b2 == 0:
+        return "sign update (Adam, β1 = β2 = 0)"
+    return f"Adam (β1 = {b1:g}, β2 = {b2:g})"
+
+
+def sweep_evidence(d: Path) -> Any:
+    """The measured best lrs of a sweep folder as :class:`validate.advise.Evidence`; None if
+    the folder holds no sweep summary with best lrs.
+
+    The summary's ``best_lr`` (its primary target); per point, censored (``at_edge`` of
+    ``best_lr.csv``) and where the optimum lies (the lrs tried just below and above the best at
+    that batch size, from ``points.csv``), when those files are there.
+    """
+    import numpy as np
+
+    from surgelab.rundir import read_table
+    from validate import advise as A
+
+    if not (d / "summary.json").is_file():
+        return None
+    summary = _read_json(d / "summary.json")
+    pts = A.points_from_summary(summary)
+    if pts is None:
+        return None
+    b, e, _ = pts
+    target = summary.get("primary_target")
+    n = b.size
+    censored = np.zeros(n, bool)
+    lo, hi = np.full(n, math.nan), np.full(n, math.nan)
+    try:
+        if (d / "best_lr.csv").is_file():
+            for r in read_table(d / "best_lr.csv"):
+                if target is None or float(r.get("target", target)) == float(target):
+                    k = np.isclose(b, float(r["batch_size"]))
+                    censored[k] |= str(r.get("at_edge")).lower() in ("true", "1")
+        if (d / "points.csv").is_file():
+            tried: dict[float, set[float]] = {}
+            for r in read_table(d / "points.csv"):
+                if target is None or float(r.get("target", target)) == float(target):
+                    tried.setdefault(float(r["batch_size"]), set()).add(float(r["lr"]))
+            for i, bb in enumerate(b):
+                grid = sorted(tried.get(float(bb), ()))
+                if e[i] in grid:
+                    j = grid.index(e[i])
+                    lo[i] = grid[j - 1] if j > 0 else math.nan
+                    hi[i] = grid[j + 1] if j + 1 < len(grid) else math.nan
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--from: {d} holds a table this version cannot read ({exc})") from None
+    b_crit = summary.get("b_noise")
+    fitted, loo = {}, {}
+    if isinstance(b_crit, (int, float)) and math.isfinite(b_crit) and b_crit > 0:
+        for law in A.LAWS:
+            em = summary.get(f"eps_max_{law}")
+            if isinstance(em, (int, float)) and math.isfinite(em) and em > 0:
+                fitted[law] = (float(em), float(b_crit))
+    for law in (*A.LAWS, "constant", "sqrt_rule", "linear_rule"):
+        v = summary.get(f"loo_err_{law}")
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            loo[law] = float(v)
+    if len(fitted) < len(A.LAWS) or len(loo) < len(A.LAWS) + 3:
+        fitted, loo = {}, {}
+    return A.Evidence(
+        optimizer=_optimizer_label(d),
+        batch_sizes=b.tolist(),
+        lrs=e.tolist(),
+        target=None if target is None else float(target),
+        censored=censored.tolist(),
+        lr_lo=lo.tolist(),
+        lr_hi=hi.tolist(),
+        b_crit=float(b_crit) if isinstance(b_crit, (int, float)) else None,
+        source=f"{d}/summary.json best_lr",
+        fitted=fitted or None,
+        loo=loo or None,
+    )
+
+
+#: The part folders of `surgelab run` (a folder with this name next to ``real/`` is a part).
+RUN_PARTS = ("theory", "surge", "train", "real", "estimate")
+
+
+def run_root(d: Path) -> Path | None:
+    """The run root of `surgelab run` that ``d`` is, or is a part folder of; None otherwise."""
+    d = d.resolve()
+    if (d / "real").is_dir():
+        return d
+    if d.name in RUN_PARTS and (d.parent / "real").is_dir():
+        return d.parent
+    return None
+
+
+def run_batch_sizes(root: Path) -> tuple[int, ...] | None:
+    """The ``--batch-sizes`` a `surgelab run` was given (None: the default)."""
+    try:
+        cfg = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    v = cfg.get("batch_sizes") if isinstance(cfg, dict) else None
+    return tuple(v) if v else None
+
+
+def recommendation(root: Path, batch_sizes: Any = None) -> list[dict[str, Any]]:
+    """The Recommendation of a run root (its ``real/`` sweep): the report's and ``advise
+    --from``'s one computation (:func:`validate.advise.recommend`). UsageError if none."""
+    from validate.advise import recommend
+
+    ev = sweep_evidence(root / "real")
+    if ev is None:
+        raise UsageError(
+            f"--from: {root} has no finished real/ sweep with best lrs: the Recommendation "
+            "comes from the measured training optimum (run `surgelab run` with the real part)"
+        )
+    try:
+        return recommend([ev], batch_sizes)
+    except ValueError as exc:
+        raise UsageError(f"--from: {root}/real: {exc}") from None
+
+
 def advice_for(cfg: AdviseConfig) -> Any:
     """The :class:`validate.advise.Advice` the config asks for (UsageError naming the flag)."""
     from validate.advise import advise
 
     kw = {"n_boot": cfg.n_boot, "ci": cfg.ci, "seed": cfg.seed}
     if cfg.from_ is not None:
-        pts, params, source, notes = load_from(cfg.from_)
+        root = run_root(Path(cfg.from_)) if Path(cfg.from_).is_dir() else None
+        pts, params, source, notes = load_from(str(root) if root else cfg.from_)
         try:
             if pts is not None:
                 return advise(cfg.batch_size, pts, source=source, notes=notes, **kw)
@@ -278,13 +582,85 @@ def advice_for(cfg: AdviseConfig) -> Any:
     )
 
 
+def shortcut_for(cfg: AdviseConfig) -> dict[str, Any]:
+    """The shortcut's rules side by side (:func:`validate.advise.shortcut`)."""
+    from validate.advise import shortcut
+
+    if cfg.b_noise is not None:
+        bn, src = cfg.b_noise, "given with --b-noise"
+    elif cfg.monitor_log is not None:
+        bn, src = read_monitor_log(cfg.monitor_log, cfg.monitor_last)
+    else:
+        from surgelab.cmd_fit import fit_table, primary, read_steps_table
+
+        fits = fit_table(read_steps_table(cfg.table), n_boot=0, ci=cfg.ci, seed=cfg.seed)
+        p = primary(fits)
+        at = "" if p["target"] is None else f" at target {p['target']:g}"
+        bn, src = p["b_crit"], f"S–E B_crit{at} fitted to {Path(cfg.table).name}"
+        if p["at_bound"]:
+            raise UsageError(
+                f"--table: {cfg.table!r}: B_crit is not located (the steps do not bend within "
+                "the measured batch sizes); measure wider batch sizes"
+            )
+    assert cfg.batch_size is not None and cfg.current_batch_size is not None
+    assert cfg.current_lr is not None
+    return shortcut(cfg.batch_size, cfg.current_batch_size, cfg.current_lr, bn, b_noise_source=src)
+
+
 def run_advise(cfg: AdviseConfig, run_dir: Any = None) -> int:
     """Print the advice (a report, or one JSON object with ``--json``); write nothing."""
     from surgelab.rundir import jsonable
-    from validate.advise import format_advice
+    from validate.advise import format_advice, format_recommendation, format_shortcut
 
+    if cfg.is_shortcut:
+        s = shortcut_for(cfg)
+        print(json.dumps(jsonable(s)) if cfg.json else format_shortcut(s))
+        return 0
+    rec = None
+    if cfg.from_ is not None:
+        d = Path(cfg.from_)
+        if not d.is_dir():
+            what = "does not exist" if not d.exists() else "is not a folder"
+            raise UsageError(f"--from: result folder {cfg.from_!r} {what}")
+        root = run_root(d)
+        targets = None if cfg.batch_size is None else (cfg.batch_size,)
+        if root is not None:
+            rec = recommendation(root, targets or run_batch_sizes(root))
+        else:
+            ev = sweep_evidence(d)
+            if ev is not None:
+                from validate.advise import recommend
+
+                try:
+                    rec = recommend([ev], targets)
+                except ValueError as exc:
+                    raise UsageError(f"--from: {d}: {exc}") from None
+        if cfg.batch_size is None:
+            if rec is None:
+                raise UsageError(
+                    f"--from: {cfg.from_!r} holds no sweep best lrs to recommend from; give "
+                    "--batch-size B to advise from its estimate"
+                )
+            print(
+                json.dumps(jsonable({"recommendation": rec}))
+                if cfg.json
+                else format_recommendation(rec)
+            )
+            return 0
     a = advice_for(cfg)
-    print(json.dumps(jsonable(a.to_dict())) if cfg.json else format_advice(a))
+    if cfg.json:
+        d = a.to_dict()
+        if rec is not None:
+            d["recommendation"] = rec
+        print(json.dumps(jsonable(d)))
+    else:
+        if rec is not None:
+            print(
+                format_recommendation(rec)
+                + "\n\nFor comparison, every law refitted here by least squares in log lr "
+                "to the same best lrs (not the Recommendation):"
+            )
+        print(format_advice(a))
     return 0
 
 

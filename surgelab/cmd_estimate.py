@@ -441,6 +441,7 @@ def _key(step: int, level: float | None) -> str:
 def run_estimate(cfg: EstimateConfig, run: RunDir | None) -> int:
     import torch
 
+    from surgelab import datasets
     from surgelab.cmd_validate import device_name
     from validate.estimate import estimate_at_checkpoint, n_stages, train_checkpoints
     from validate.workload import get_workload
@@ -458,10 +459,10 @@ def run_estimate(cfg: EstimateConfig, run: RunDir | None) -> int:
     device = torch.device(cfg.device)
     run.write_meta(device=device_name(cfg.device))
     settings = cfg.settings()
-    workload = get_workload(
-        cfg.workload, size=cfg.size, data_dir=cfg.data_dir, download=cfg.download
-    )
-    data = workload.load_data(cfg.data_dir, device)
+    datasets.ensure_workload(cfg.workload, cfg.size, cfg.data_dir, cfg.download)
+    workload = get_workload(cfg.workload, size=cfg.size, data_dir=cfg.data_dir)
+    with datasets.decoded_arrays():
+        data = workload.load_data(cfg.data_dir, device)
     partial = run / "partial.json"
     done: list[dict[str, Any]] = (
         read_json(partial)["checkpoints"] if (run.resumed and partial.is_file()) else []

@@ -111,8 +111,14 @@ def check_data(workload: str, size: str, data_dir: str | None, download: bool) -
             vdata.find_dataset(name, data_dir, verify=False)
         except vdata.DataNotFoundError as exc:
             if download and data_dir is None:
-                continue  # fetched into the cache when the run starts
-            raise ConfigError("data_dir", str(exc)) from None
+                continue  # fetched into the cache when the run starts (surgelab.datasets)
+            note = (
+                "; --download fetches into the user cache, which is searched only without "
+                "--data-dir"
+                if download
+                else ""
+            )
+            raise ConfigError("data_dir", f"{exc}{note}") from None
 
 
 # ----------------------------------------------------------------------------- validate run
@@ -242,6 +248,7 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
 
 def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
     """``validate run``: sweep (or resume), fit, write the run folder."""
+    from surgelab import datasets
     from surgelab.progress import bar, say
     from surgelab.store import SweepStore, read_units
     from validate import fits, sweep
@@ -249,6 +256,9 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
     assert run is not None
     t0 = time.perf_counter()
     preset = cfg.resolved_preset()
+    if cfg.backend == "local" or cfg.address is None:
+        # workers run on this machine: fetch what is missing before any of them starts
+        datasets.ensure_workload(cfg.workload, preset.size, cfg.data_dir, cfg.download)
     device = device_name(cfg.device)
     run.write_meta(device=device, preset_description=preset.description)
     trained: list[str] = []  # units trained by THIS invocation (the rest were resumed)
@@ -280,7 +290,7 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
                 device=cfg.device,
                 workers=cfg.workers,
                 data_dir=cfg.data_dir,
-                download=cfg.download,
+                decoded_cache=datasets.disk_cache(),
                 checkpoint_every=cfg.checkpoint_every,
                 on_plan=on_plan,
                 on_unit=on_unit,
@@ -392,14 +402,16 @@ class BenchConfig(Config):
 
 
 def run_bench(cfg: BenchConfig, run: RunDir | None) -> int:
+    from surgelab import datasets
     from surgelab.progress import bar
     from validate.bench import bench
 
     assert run is not None
+    datasets.ensure_workload(cfg.workload, cfg.size, cfg.data_dir, cfg.download)
     run.write_meta(device=device_name(cfg.device))
     n_models = len(cfg.lrs) * cfg.seeds
     # warm-up + one timed run of each engine; single trains its models one after another
-    with bar(None, "bench steps", unit="step") as b:
+    with bar(None, "bench steps", unit="step") as b, datasets.decoded_arrays():
         summary, rows = bench(
             cfg.workload,
             size=cfg.size,
@@ -409,7 +421,6 @@ def run_bench(cfg: BenchConfig, run: RunDir | None) -> int:
             max_steps=cfg.max_steps,
             device=cfg.device,
             data_dir=cfg.data_dir,
-            download=cfg.download,
             on_progress=b.update,
         )
     run.write_table("bench.csv", rows)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,6 +61,69 @@ SCALE_OVERRIDES: dict[str, dict[str, dict]] = {
 }
 
 
+#: Seconds between "still running" lines while a part works (no part is silent longer).
+HEARTBEAT_S = 20.0
+
+#: Typical seconds of each part per scale on 2 busy CPU cores (the tiny run measured; smoke
+#: from the parts' own notes), for the estimate of what is left. Unknown scales: no estimate.
+TYPICAL_S: dict[str, dict[str, float]] = {
+    "tiny": {"theory": 12, "surge": 5, "train": 8, "real": 20, "estimate": 50},
+    "smoke": {"theory": 12, "surge": 20, "train": 60, "real": 450, "estimate": 300},
+}
+
+
+def _dur(s: float) -> str:
+    s = max(0.0, s)
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+@dataclass
+class Progress:
+    """Where the main job is: part k of N, elapsed time, and an estimate of what is left."""
+
+    keys: list[str]
+    scale: str
+    t_start: float
+    k: int = 0
+    t_part: float = 0.0
+
+    def left(self) -> float | None:
+        typical = TYPICAL_S.get(self.scale)
+        if typical is None or not self.k:
+            return None
+        now = time.perf_counter()
+        cur = max(typical[self.keys[self.k - 1]] - (now - self.t_part), 0.0)
+        return cur + sum(typical[k] for k in self.keys[self.k :])
+
+    def line(self, what: str) -> str:
+        now = time.perf_counter()
+        left = self.left()
+        est = f", about {_dur(left)} left (typical at this scale)" if left is not None else ""
+        return (
+            f"surgelab run: part {self.k}/{len(self.keys)} {self.keys[self.k - 1]} {what} "
+            f"[{_dur(now - self.t_part)} in this part, {_dur(now - self.t_start)} elapsed{est}]"
+        )
+
+
+@contextmanager
+def heartbeat(progress: Progress, every: float | None = None) -> Iterator[None]:
+    """Print a "still running" line every ``every`` seconds until the block ends."""
+    stop = threading.Event()
+    period = HEARTBEAT_S if every is None else every
+
+    def beat() -> None:
+        while not stop.wait(period):
+            say(progress.line("still running"))
+
+    t = threading.Thread(target=beat, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
 @dataclass(frozen=True)
 class RunConfig(Config):
     workload: str = opt("fmnist-cnn", "real-data workload (surgelab validate presets lists them)")
@@ -78,6 +143,15 @@ class RunConfig(Config):
     )
     download: bool = opt(False, "download a missing dataset from its official URL (checksummed)")
     parts: tuple[str, ...] = opt(PART_KEYS, "the parts to run", choices=PART_KEYS, nonempty=True)
+    batch_sizes: tuple[int, ...] | None = opt(
+        None,
+        "batch sizes the Recommendation gives a learning rate for (default: the smallest, "
+        "middle and largest measured, and 2× the largest)",
+        lo=1,
+        hi=1 << 30,
+        ascending=True,
+        nonempty=True,
+    )
 
     def check(self) -> None:
         if self.address and self.backend != "ray":
@@ -219,11 +293,14 @@ def _command(spec: PartSpec) -> Command:
     return stages()[spec.stage].commands[spec.command]
 
 
-def run_part(spec: PartSpec, part_cfg: Config, root: Path, k: int, n: int, t_start: float) -> Part:
+def run_part(spec: PartSpec, part_cfg: Config, root: Path, progress: Progress) -> Part:
     folder = root / spec.key
     prog = f"surgelab {spec.stage} {spec.command}"
     cmd = command_line(prog, part_cfg)
+    progress.k += 1
+    progress.t_part = time.perf_counter()
     if is_finished(folder, part_cfg):
+        say(progress.line("finished earlier; reused"))
         return Part(
             spec.key,
             spec.title,
@@ -237,14 +314,12 @@ def run_part(spec: PartSpec, part_cfg: Config, root: Path, k: int, n: int, t_sta
         check_out(folder, spec.stage, spec.command, part_cfg)
     except ConfigError:  # this run's own part folder from other flags: recompute it
         shutil.rmtree(folder)
-    say(
-        f"\n=== surgelab run: part {k}/{n} {spec.key} — {cmd}   "
-        f"[{time.perf_counter() - t_start:.0f} s elapsed]"
-    )
+    say(f"\n=== {progress.line('starting')}\n    {cmd}")
     t0 = time.perf_counter()
     run_dir: RunDir = open_run(spec.stage, spec.command, part_cfg, folder, prog=prog)
     try:
-        rc = int(_command(spec).run(part_cfg, run_dir) or 0)
+        with heartbeat(progress):
+            rc = int(_command(spec).run(part_cfg, run_dir) or 0)
     except KeyboardInterrupt:
         raise
     except (ConfigError, UsageError, ValueError, FileNotFoundError) as exc:
@@ -261,20 +336,44 @@ def run_part(spec: PartSpec, part_cfg: Config, root: Path, k: int, n: int, t_sta
     return Part(spec.key, spec.title, folder, cmd, "ok", f"{wall:.0f} s", summary)
 
 
+def recommendation_of(
+    parts: list[Part], root: Path, batch_sizes: tuple[int, ...] | None
+) -> tuple[list[dict], str]:
+    """The Recommendation from the real-data sweep (``surgelab advise --from`` computes the
+    same), or none and why."""
+    from surgelab.cmd_advise import recommendation
+
+    real = next((p for p in parts if p.key == "real"), None)
+    if real is None or real.status != "ok":
+        return [], (
+            "no Recommendation: it comes from the measured training optimum, and the real-data "
+            "sweep part " + ("was not run" if real is None else "failed")
+        )
+    try:
+        return recommendation(root, batch_sizes), ""
+    except (UsageError, ValueError) as exc:
+        return [], f"no Recommendation: {' '.join(str(exc).split())}"
+
+
 def run_main(cfg: RunConfig, run: RunDir | None) -> int:
     assert run is not None
     root = run.path
     wanted = [p for p in PARTS if p.key in cfg.parts]
     configs = {p.key: p.make(cfg) for p in wanted}  # every part's config checked up front
     parts: list[Part] = []
-    t_start = time.perf_counter()
+    progress = Progress([p.key for p in wanted], cfg.scale, time.perf_counter())
     try:
-        for k, spec in enumerate(wanted, 1):
-            parts.append(run_part(spec, configs[spec.key], root, k, len(wanted), t_start))
+        for spec in wanted:
+            parts.append(run_part(spec, configs[spec.key], root, progress))
     except KeyboardInterrupt:
         write_report(parts, root)
         raise
-    write_report(parts, root)
+    rec, note = recommendation_of(parts, root, cfg.batch_sizes)
+    write_report(parts, root, recommendation=rec, recommendation_note=note)
+    if rec:
+        from validate.advise import format_recommendation
+
+        print(format_recommendation(rec))
     failed = [p.key for p in parts if p.status != "ok"]
     say(f"\nreport: {root / 'report.html'}  (and report.md)")
     if failed:

@@ -50,14 +50,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """Tests never touch the network: downloads are off (restored after each test, so a test
-    that passes ``--download`` cannot leak it) and the fetcher refuses."""
+    that passes ``--download`` cannot leak it) and the app layer's fetcher
+    (``surgelab.datasets.FETCH``, the only one) refuses."""
     monkeypatch.setenv("SURGELAB_DOWNLOAD", "0")
-    from validate import data
+    from surgelab import datasets
 
     def refuse(url, dest):
         raise AssertionError(f"a test tried to download {url}; tests never use the network")
 
-    monkeypatch.setattr(data, "FETCH", refuse)
+    monkeypatch.setattr(datasets, "FETCH", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,19 @@ CSVS = {
     "targets": "target,batch_size,best_lr\n2,8,0.01\n2,32,0.02\n1,8,0.01\n1,32,0.03\n",
     "same": "batch_size,lr\n8,0.01\n8,0.02\n",
 }
+CSVS.update(
+    {
+        "mon_nocol": "step,grad_sq\n1,0.5\n",
+        "mon_nan": "step,b_simple,grad_sq,trace_sigma\n1,40,1,2\n2,nan,1,2\n",
+        "mon_inf": "step,b_simple\n1,40\n2,inf\n",
+        "mon_blank": "step,b_simple\n1,40\n\n2,50\n",
+        "mon_word": "step,b_simple\n1,40\n2,lots\n",
+        "mon_short": "step,b_simple\n1,40\n",
+        "tab_rising": "batch_size,steps\n8,100\n32,200\n128,400\n",
+        "tab_one": "batch_size,steps\n8,100\n",
+        "tab_nan": "batch_size,steps\n8,100\n32,nan\n128,40\n",
+    }
+)
 DIRS = {
     "badjson": {"summary.json": "not json"},
     "listjson": {"summary.json": "[1, 2]"},
@@ -43,6 +56,8 @@ DIRS = {
 }
 
 GOOD = ["--b-noise", "100", "--eps-max", "1e-3"]
+SC = ["--b-noise", "100"]
+SHORT = ["--batch-size", "64", "--current-batch-size", "16", "--current-lr", "1e-3"]
 
 # (argv, text that must appear in stderr: the argument's name, and for files the line)
 CASES: list[tuple[list[str], list[str]]] = [
@@ -84,6 +99,56 @@ CASES: list[tuple[list[str], list[str]]] = [
     (["--batch-size", "64"], ["--points", "--from", "--b-noise"]),
     (GOOD, ["--batch-size"]),
     (["--batch-size", "64", *GOOD, "--out", "{tmp}/o"], ["--out"]),
+    # the shortcut
+    (
+        ["--batch-size", "64", "--current-batch-size", "16", "--current-lr", "0", *SC],
+        ["--current-lr"],
+    ),
+    (
+        ["--batch-size", "64", "--current-batch-size", "16", "--current-lr", "-1e-3", *SC],
+        ["--current-lr"],
+    ),
+    (
+        ["--batch-size", "0", "--current-batch-size", "16", "--current-lr", "1e-3", *SC],
+        ["--batch-size"],
+    ),
+    (
+        ["--batch-size", "-8", "--current-batch-size", "16", "--current-lr", "1e-3", *SC],
+        ["--batch-size"],
+    ),
+    (
+        ["--batch-size", "64", "--current-batch-size", "0", "--current-lr", "1e-3", *SC],
+        ["--current-batch-size"],
+    ),
+    (["--batch-size", "64", "--current-batch-size", "16", *SC], ["--current-lr"]),
+    (["--batch-size", "64", "--current-lr", "1e-3", *SC], ["--current-batch-size"]),
+    (["--current-batch-size", "16", "--current-lr", "1e-3", *SC], ["--batch-size"]),
+    (
+        ["--batch-size", "64", "--current-batch-size", "16", "--current-lr", "1e-3"],
+        ["--b-noise", "--monitor-log"],
+    ),
+    ([*SHORT, "--b-noise", "100", "--table", "{csv:good}"], ["--table", "goes alone"]),
+    ([*SHORT, "--b-noise", "100", "--eps-max", "1"], ["--eps-max"]),
+    ([*SHORT, "--b-noise", "100", "--points", "{csv:good}"], ["--points"]),
+    ([*SHORT, "--b-noise", "nan"], ["--b-noise"]),
+    ([*SHORT, "--b-noise", "0"], ["--b-noise"]),
+    (["--batch-size", "64", "--monitor-log", "{csv:mon_short}"], ["--monitor-log", "--current"]),
+    (["--batch-size", "64", "--table", "{csv:tab_one}"], ["--table", "--current"]),
+    ([*SHORT, "--monitor-log", "{missing}"], ["--monitor-log", "does not exist"]),
+    ([*SHORT, "--monitor-log", "{csv:empty}"], ["--monitor-log", "empty"]),
+    ([*SHORT, "--monitor-log", "{csv:mon_nocol}"], ["--monitor-log", "b_simple"]),
+    ([*SHORT, "--monitor-log", "{csv:mon_nan}"], ["--monitor-log", "line 3", "nan"]),
+    ([*SHORT, "--monitor-log", "{csv:mon_inf}"], ["--monitor-log", "line 3"]),
+    ([*SHORT, "--monitor-log", "{csv:mon_blank}"], ["--monitor-log", "line 3", "blank"]),
+    ([*SHORT, "--monitor-log", "{csv:mon_word}"], ["--monitor-log", "line 3", "'lots'"]),
+    (
+        [*SHORT, "--monitor-log", "{csv:mon_short}", "--monitor-last", "5"],
+        ["--monitor-log", "--monitor-last 5"],
+    ),
+    ([*SHORT, "--monitor-log", "{csv:mon_short}", "--monitor-last", "0"], ["--monitor-last"]),
+    ([*SHORT, "--table", "{csv:tab_rising}"], ["--table", "do not fall"]),
+    ([*SHORT, "--table", "{csv:tab_one}"], ["--table", "one batch size"]),
+    ([*SHORT, "--table", "{csv:tab_nan}"], ["--table", "line 3"]),
 ]
 
 
@@ -274,3 +339,55 @@ def test_the_n_boot_bound_counts_every_law_refitted():
     from validate.advise import LAWS
 
     assert cmd_advise.N_BOOT_LAWS == len(LAWS)
+
+
+def test_shortcut_from_flags_hand_computed(capsys):
+    """B0 = 100, LR0 = 1e-3, B_noise = 100, B1 = 400 (as in test_recommendation): the four
+    rules side by side, each with its assumptions, in text and JSON."""
+    argv = ["advise", "--batch-size", "400", "--current-batch-size", "100", "--current-lr", "1e-3"]
+    assert main([*argv, "--b-noise", "100", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    got = {r["law"]: r["lr"] for r in out["rows"]}
+    assert got == pytest.approx(
+        {"adam": 8e-4, "sgd": 1.6e-3, "sqrt_rule": 2e-3, "linear_rule": 4e-3}, rel=1e-12
+    )
+    assert main([*argv, "--b-noise", "100"]) == 0
+    text = capsys.readouterr().out
+    for word in ("Adam surge law", "SGD law", "square-root rule", "linear rule", "assumes:"):
+        assert word in text
+
+
+def test_shortcut_from_a_monitor_log_csv_and_jsonl(tmp_path, capsys):
+    """B_noise from the log: the last row's b_simple, or the median of the last N rows (an
+    early NaN row outside them is ignored)."""
+    rows = [(1, float("nan")), (2, 10.0), (3, 30.0), (4, 20.0)]
+    csvf = tmp_path / "m.csv"
+    csvf.write_text(
+        "step,b_simple,grad_sq,trace_sigma\n" + "".join(f"{s},{b},1,1\n" for s, b in rows)
+    )
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"step": s, "b_simple": b, "grad_sq": 1.0}) + "\n" for s, b in rows[1:])
+    )
+    base = ["advise", "--batch-size", "64", "--current-batch-size", "16", "--current-lr", "1e-3"]
+    for f, last, want in ((csvf, 1, 20.0), (csvf, 3, 20.0), (jsonl, 2, 25.0), (jsonl, 1, 20.0)):
+        argv = [*base, "--monitor-log", str(f), "--monitor-last", str(last), "--json"]
+        assert main(argv) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["b_noise"] == pytest.approx(want)
+        assert "B_simple" in out["b_noise_source"]
+
+
+def test_shortcut_from_a_table_uses_the_fits_b_crit(tmp_path, capsys):
+    """--table gives the same B_noise as `surgelab fit` on the same table (S–E B_crit = 100)."""
+    f = tmp_path / "runs.csv"
+    f.write_text(
+        "batch_size,steps\n" + "".join(f"{b},{200 * (1 + 100 / b)!r}\n" for b in (8, 32, 128, 512))
+    )
+    argv = ["advise", "--batch-size", "64", "--current-batch-size", "16", "--current-lr", "1e-3"]
+    assert main([*argv, "--table", str(f), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["b_noise"] == pytest.approx(100.0, rel=1e-6)
+    # the surge law at the fitted B_noise, by hand: ε_max = 1e-3·½(√(100/16) + √(16/100))
+    em = 1e-3 * 0.5 * (math.sqrt(100 / 16) + math.sqrt(16 / 100))
+    assert out["rows"][0]["lr"] == pytest.approx(float(surge_lr(64.0, em, 100.0)), rel=1e-6)

@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,54 @@ def test_report_opens_in_headless_browser(tiny_run, tmp_path):
         timeout=120,
     )
     assert res.returncode == 0 and shot.stat().st_size > 10_000, res.stderr[-2000:]
+    shutil.copy(shot, Path(tempfile.gettempdir()) / "report_shot.png")  # for a person to read
+
+
+def test_recommendation_leads_the_report_and_is_in_headline_json(tiny_run):
+    """headline.json's recommendation: one row per default batch size with the issue's keys;
+    report.md and report.html start with it."""
+    from validate.advise import default_batch_sizes
+
+    rec = _json(tiny_run / "headline.json")["recommendation"]
+    best = _json(tiny_run / "real" / "summary.json")["best_lr"]
+    measured = [b["batch_size"] for b in best]
+    assert [r["batch_size"] for r in rec] == list(default_batch_sizes(measured))
+    for r in rec:
+        assert {"optimizer", "batch_size", "lr", "lo", "hi", "basis", "extrapolated"} <= set(r)
+        assert r["lr"] > 0 and r["basis"]
+        # at a measured batch size the answer is the sweep's own best lr there
+        at = [b["lr"] for b in best if b["batch_size"] == r["batch_size"]]
+        if at:
+            assert r["lr"] == pytest.approx(at[0]) and r["law"] == "measured"
+        assert r["extrapolated"] == (not min(measured) <= r["batch_size"] <= max(measured))
+    md = (tiny_run / "report.md").read_text()
+    assert md.index("## Recommendation") < md.index("## Verdicts")
+    page = (tiny_run / "report.html").read_text()
+    assert page.index("id='recommendation'") < page.index("<h2>Verdicts</h2>")
+
+
+@pytest.mark.parametrize("where", ["", "real", "surge", "estimate"])
+def test_advise_from_the_run_gives_the_reports_numbers(tiny_run, where, capsys):
+    """`surgelab advise --from RUN` (the root or any part folder) recomputes the report's
+    Recommendation: the same rows."""
+    rec = _json(tiny_run / "headline.json")["recommendation"]
+    assert cli.main(["advise", "--from", str(tiny_run / where), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["recommendation"]
+    assert got == rec
+    b = rec[-1]["batch_size"]
+    assert cli.main(["advise", "--from", str(tiny_run), "--batch-size", str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recommendation"] == [rec[-1]]
+
+
+def test_no_part_is_silent_longer_than_the_heartbeat(capsys):
+    """A part that prints nothing still gets a "still running" line with part k/N, the
+    elapsed time and an estimate of what is left, every heartbeat period."""
+    import time
+
+    p = main_job.Progress(["theory", "real"], "tiny", time.perf_counter(), k=2)
+    p.t_part = time.perf_counter()
+    with main_job.heartbeat(p, every=0.05):
+        time.sleep(0.32)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "still running" in ln]
+    assert len(lines) >= 3
+    assert "part 2/2 real" in lines[0] and "elapsed" in lines[0] and "left" in lines[0]

@@ -1,14 +1,16 @@
-"""Data location, checksums, download and loaders (validate.data).
+"""Data location, checksums and loaders (validate.data, which only reads); fetching a missing
+dataset and the decoded-array cache (surgelab.datasets, the app layer's files).
 
 Synthetic files in each format are written to tmp_path; the real datasets in ../shared/data
 are checked when present (the ``shared_data`` fixture skips otherwise). The network is never
-touched: downloads go through a monkeypatched fetcher.
+touched: downloads go through a monkeypatched ``surgelab.datasets.FETCH``.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import io
 import json
 import zipfile
@@ -18,7 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from surgelab import datasets as ds
+from surgelab.cli import main
 from validate import data as vd
+from validate import workloads
 from validate.data import ChecksumError, DataFile, DataNotFoundError
 
 
@@ -171,16 +176,44 @@ def test_checkout_shared_data_is_searched_last(tmp_path, monkeypatch):
 
 
 def test_download_is_an_explicit_argument(tmp_path, monkeypatch):
-    """Only download_missing=True fetches a missing dataset; $SURGELAB_DOWNLOAD in the
-    environment does not reach the library (the app layer passes a bool)."""
+    """Only ensure(download=True) fetches a missing dataset; $SURGELAB_DOWNLOAD in the
+    environment reaches neither the library nor ensure (the app layer passes a bool)."""
     good = {"input.txt": b"all the world's a stage\n"}
     _register(monkeypatch, "tinyshakespeare", good, url="https://example.invalid/")
-    monkeypatch.setattr(vd, "FETCH", lambda url, dest: dest.write_bytes(good["input.txt"]))
+    monkeypatch.setattr(ds, "FETCH", lambda url, dest: dest.write_bytes(good["input.txt"]))
     monkeypatch.setenv("SURGELAB_DOWNLOAD", "1")
     with pytest.raises(DataNotFoundError, match="--download"):
         vd.find_dataset("tinyshakespeare")
-    got = vd.find_dataset("tinyshakespeare", download_missing=True)
-    assert got == vd.cache_dir() / "tinyshakespeare"
+    with pytest.raises(DataNotFoundError, match="--download"):
+        ds.ensure(["tinyshakespeare"])
+    assert not vd.cache_dir().exists()
+    got = ds.ensure(["tinyshakespeare"], download=True)
+    assert got == {"tinyshakespeare": vd.cache_dir() / "tinyshakespeare"}
+
+
+def test_library_loaders_take_no_download_argument():
+    """The library only reads: no loader or finder can be asked to fetch."""
+    for fn in (
+        vd.find_dataset,
+        vd.load_fashion_mnist,
+        vd.load_tiny_imagenet,
+        vd.load_eli5,
+        vd.load_shakespeare,
+    ):
+        params = inspect.signature(fn).parameters
+        assert not any("download" in p for p in params), fn.__name__
+    assert not hasattr(vd, "download") and not hasattr(vd, "FETCH")
+
+
+def test_explicit_data_dir_is_never_downloaded_into_the_cache(tmp_path, monkeypatch):
+    """--data-dir is used alone: with --download too, a folder without the dataset is an
+    error (the cache it would go to is not searched), and nothing is fetched."""
+    _register(monkeypatch, "tinyshakespeare", {"input.txt": b"x\n"}, url="https://x.invalid/")
+    monkeypatch.setattr(ds, "FETCH", lambda url, dest: pytest.fail("must not fetch"))
+    (tmp_path / "flag").mkdir()
+    with pytest.raises(DataNotFoundError, match="searched only without --data-dir"):
+        ds.ensure(["tinyshakespeare"], tmp_path / "flag", download=True)
+    assert not vd.cache_dir().exists()
 
 
 def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
@@ -205,33 +238,85 @@ def test_download_verifies_then_renames(tmp_path, monkeypatch):
     calls = []
 
     def fetch(url: str, dest: Path) -> None:
-        calls.append(url)
+        calls.append((url, dest.parent, dest.name))
         dest.write_bytes(good["input.txt"])
 
-    monkeypatch.setattr(vd, "FETCH", fetch)
+    monkeypatch.setattr(ds, "FETCH", fetch)
     with pytest.raises(DataNotFoundError):
-        vd.find_dataset("tinyshakespeare")  # download not allowed: error
-    root = vd.find_dataset("tinyshakespeare", download_missing=True)
+        ds.ensure(["tinyshakespeare"])  # download not allowed: error
+    root = ds.ensure(["tinyshakespeare"], download=True)["tinyshakespeare"]
     assert root == vd.cache_dir() / "tinyshakespeare"
-    assert calls == ["https://example.invalid/input.txt"]
+    # fetched into a hidden temporary file beside the target, then renamed
+    assert [(u, d) for u, d, _ in calls] == [("https://example.invalid/input.txt", root)]
+    assert calls[0][2].startswith(".input.txt.") and calls[0][2].endswith(".part")
+    assert sorted(p.name for p in root.iterdir()) == ["input.txt"]
     assert (root / "input.txt").read_bytes() == good["input.txt"]
     assert vd.load_shakespeare()["train"].tobytes() == good["input.txt"][: int(0.9 * 20)]
-    vd.download("tinyshakespeare")  # present and valid: nothing fetched
+    ds.download_dataset("tinyshakespeare")  # present and valid: nothing fetched
+    ds.ensure(["tinyshakespeare"], download=True)  # found: nothing fetched
     assert len(calls) == 1
 
 
 def test_corrupt_download_leaves_nothing(tmp_path, monkeypatch):
     _register(monkeypatch, "tinyshakespeare", {"input.txt": b"real\n"}, url="https://x.invalid/")
-    monkeypatch.setattr(vd, "FETCH", lambda url, dest: dest.write_bytes(b"fake\n"))
+    monkeypatch.setattr(ds, "FETCH", lambda url, dest: dest.write_bytes(b"fake\n"))
     with pytest.raises(ChecksumError):
-        vd.download("tinyshakespeare", tmp_path)
+        ds.download_dataset("tinyshakespeare", tmp_path)
+    assert list((tmp_path / "tinyshakespeare").iterdir()) == []
+
+
+def test_a_corrupt_cached_file_is_fetched_again(tmp_path, monkeypatch):
+    good = {"input.txt": b"real data\n"}
+    _register(monkeypatch, "tinyshakespeare", good, url="https://x.invalid/")
+    _write(tmp_path / "tinyshakespeare", {"input.txt": b"truncat"})
+    monkeypatch.setattr(ds, "FETCH", lambda url, dest: dest.write_bytes(good["input.txt"]))
+    root = ds.download_dataset("tinyshakespeare", tmp_path)
+    assert (root / "input.txt").read_bytes() == good["input.txt"]
+
+
+def test_network_failure_is_a_one_line_error_and_leaves_nothing(tmp_path, monkeypatch):
+    _register(monkeypatch, "tinyshakespeare", {"input.txt": b"real\n"}, url="https://x.invalid/")
+
+    def offline(url, dest):
+        dest.write_bytes(b"re")  # a partial file, then the connection drops
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(ds, "FETCH", offline)
+    with pytest.raises(DataNotFoundError, match=r"could not fetch https://x\.invalid/input\.txt"):
+        ds.download_dataset("tinyshakespeare", tmp_path)
     assert list((tmp_path / "tinyshakespeare").iterdir()) == []
 
 
 def test_subset_without_url_cannot_download(monkeypatch):
-    monkeypatch.setattr(vd, "FETCH", lambda url, dest: pytest.fail("must not fetch"))
+    monkeypatch.setattr(ds, "FETCH", lambda url, dest: pytest.fail("must not fetch"))
     with pytest.raises(DataNotFoundError, match="no official download URL"):
-        vd.download("tiny-imagenet-subset")
+        ds.download_dataset("tiny-imagenet-subset")
+    with pytest.raises(DataNotFoundError, match="no official download URL"):
+        ds.ensure(["tiny-imagenet-subset"], download=True)
+
+
+def test_bench_download_fetches_before_the_workload_loads(tmp_path, monkeypatch, capsys):
+    """``surgelab validate bench --download``: the app layer fetches the missing corpus into the
+    user cache (the config check fetches nothing), then the library reads it from there."""
+    rng = np.random.default_rng(0)
+    text = rng.integers(97, 123, 4000).astype(np.uint8).tobytes()
+    _register(monkeypatch, "tinyshakespeare", {"input.txt": text}, url="https://x.invalid/")
+    calls = []
+
+    def fetch(url, dest):
+        calls.append(url)
+        dest.write_bytes(text)
+
+    monkeypatch.setattr(ds, "FETCH", fetch)
+    workloads._parsed.cache_clear()
+    argv = ["validate", "bench", "--workload", "shakespeare-gpt", "--lrs", "0.001"]
+    argv += ["--seeds", "1", "--max-steps", "2", "--batch-size", "4"]
+    assert main([*argv, "--out", str(tmp_path / "no")]) == 2  # no --download: one-line error
+    assert "--data-dir" in capsys.readouterr().err and calls == []
+    assert main([*argv, "--download", "--out", str(tmp_path / "b")]) == 0
+    assert calls == ["https://x.invalid/input.txt"]
+    assert (vd.cache_dir() / "tinyshakespeare" / "input.txt").read_bytes() == text
+    workloads._parsed.cache_clear()
 
 
 # ----------------------------------------------------------------------------- Tiny-ImageNet
@@ -280,16 +365,71 @@ def test_tiny_imagenet_loader_grayscale_and_cache(tmp_path, monkeypatch):
     gray = a["x_train"][3]  # n002_1, stored as mode L
     assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
     assert abs(int(gray.mean()) - 200) <= 2  # JPEG of a flat image decodes to ~the same level
-    cached = list((vd.cache_dir() / "decoded").rglob("*.npy"))
-    assert len(cached) == 5
-    # the second load comes from the cache: decoding again would fail
+    assert not (tmp_path / "xdg").exists()  # without a cache object the library writes nothing
+    # the app layer's disk cache: five arrays under <cache>/decoded/<key>/
+    cache = ds.disk_cache()
+    b = vd.load_tiny_imagenet(tmp_path / "d", cache=cache)
+    key = vd.tiny_imagenet_cache_key()
+    folder = vd.cache_dir() / "decoded" / key
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.npy" for n in vd.TINY_ARRAYS)
+    # the next load comes from the cache: decoding again would fail
     monkeypatch.setattr(
         vd,
         "decode_tiny_imagenet_zip",
         lambda *a, **k: pytest.fail("decoded twice despite the cache"),
     )
-    b = vd.load_tiny_imagenet(tmp_path / "d")
-    np.testing.assert_array_equal(a["x_train"], b["x_train"])
+    c = vd.load_tiny_imagenet(tmp_path / "d", cache=cache)
+    for n in vd.TINY_ARRAYS:
+        np.testing.assert_array_equal(a[n], b[n])
+        np.testing.assert_array_equal(a[n], c[n])
+
+
+def test_tiny_imagenet_incomplete_cache_entry_is_decoded_again(tmp_path, monkeypatch):
+    """An entry missing an array (an interrupted earlier write) is rebuilt, not returned."""
+    files = {"tiny-imagenet-200-subset.zip": _tiny_zip()}
+    _register(monkeypatch, "tiny-imagenet-subset", files)
+    _write(tmp_path / "d" / "tiny-imagenet-subset", files)
+    cache = ds.disk_cache()
+    cache.put(vd.tiny_imagenet_cache_key(), {"x_train": np.zeros((1, 2), np.uint8)})
+    a = vd.load_tiny_imagenet(tmp_path / "d", cache=cache)
+    assert a["x_train"].shape == (4, 64, 64, 3)
+    assert cache.get(vd.tiny_imagenet_cache_key())["x_train"].shape == (4, 64, 64, 3)
+
+
+def test_disk_cache_is_atomic_and_forgiving(tmp_path):
+    c = ds.DiskCache(tmp_path / "decoded")
+    assert c.get("k") is None
+    c.put("k", {"a": np.arange(3), "b": np.array(["x", "yz"])})
+    got = c.get("k")
+    assert got["a"].tolist() == [0, 1, 2] and got["b"].tolist() == ["x", "yz"]
+    assert sorted(p.name for p in (tmp_path / "decoded" / "k").iterdir()) == ["a.npy", "b.npy"]
+    (tmp_path / "decoded" / "k" / "a.npy").write_bytes(b"\x93NUMPY garbage")
+    assert c.get("k") is None  # a damaged entry reads as absent
+    (tmp_path / "ro").write_text("a file where the cache folder should be")
+    ds.DiskCache(tmp_path / "ro").put("k", {"a": np.arange(3)})  # cannot write: no error
+
+
+def test_workloads_use_the_cache_given_by_the_app_layer(tmp_path, monkeypatch):
+    """The built-in Tiny-ImageNet workload decodes through the cache set by decoded_cache."""
+    files = {"tiny-imagenet-200-subset.zip": _tiny_zip()}
+    _register(monkeypatch, "tiny-imagenet-subset", files)
+    _write(tmp_path / "d" / "tiny-imagenet-subset", files)
+    seen = []
+
+    class Spy:
+        def get(self, key):
+            seen.append(("get", key))
+            return None
+
+        def put(self, key, arrays):
+            seen.append(("put", key))
+
+    workloads._parsed.cache_clear()
+    with workloads.decoded_cache(Spy()):
+        workloads._cached_load("tiny-imagenet-subset", str(tmp_path / "d"))
+    workloads._parsed.cache_clear()
+    key = vd.tiny_imagenet_cache_key()
+    assert seen == [("get", key), ("put", key)]
 
 
 # ----------------------------------------------------------------------------- text
@@ -370,7 +510,7 @@ def test_real_tiny_imagenet_listing_and_a_few_decodes(shared_data):
 
 @pytest.mark.slow
 def test_real_tiny_imagenet_full_decode(shared_data):
-    a = vd.load_tiny_imagenet(shared_data, use_cache=False)
+    a = vd.load_tiny_imagenet(shared_data)
     assert a["x_train"].shape == (20_000, 64, 64, 3) and a["x_val"].shape == (10_000, 64, 64, 3)
 
 

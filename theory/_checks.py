@@ -55,6 +55,17 @@ def as_batch_sizes(B: ArrayLike, name: str = "B") -> NDArray[np.float64]:
     return b
 
 
+def finite_scalar(x: float, name: str) -> float:
+    """``float(x)``, or a ``ValueError`` naming ``name`` if it is not a finite number."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number; got {name}={x!r}") from exc
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite; got {name}={x!r}")
+    return v
+
+
 def as_positive_scalar(x: float, name: str, *, allow_inf: bool = False) -> float:
     try:
         v = float(x)

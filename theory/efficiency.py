@@ -21,6 +21,9 @@ code        symbol     meaning
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -140,6 +143,113 @@ def sgd_form_lr(
         / (1.0 + as_positive_scalar(b_noise, "b_noise") / b) ** a
     )
     return out if out.ndim else float(out)
+
+
+@dataclass(frozen=True)
+class StepsFit:
+    """A fit of S(B) = S_min (1 + B_crit/B) to steps-to-target (:func:`fit_steps_log`).
+
+    Attributes:
+      b_crit: B_crit = E_min/S_min, in the units of B (examples).
+      s_min: S_min, the steps needed at B → ∞.
+      residuals: log S_k − log S(B_k), natural log, one per point.
+      rms: RMS of ``residuals``.
+      at_bound: B_crit ended at the edge of its search range [min B/10⁴, max B·10⁴]: the
+        points do not locate it (S does not bend within the measured batch sizes).
+    """
+
+    b_crit: float
+    s_min: float
+    residuals: NDArray[np.float64]
+    rms: float
+    at_bound: bool
+
+    @property
+    def e_min(self) -> float:
+        """E_min = S_min · B_crit, the examples needed at B → 0."""
+        return self.s_min * self.b_crit
+
+
+def fit_steps_log(B: ArrayLike, S: ArrayLike) -> StepsFit:
+    """Least-squares fit of log S = log S_min + log(1 + B_crit/B), in log steps.
+
+    The same model as Eq. 22, fitted where its errors live: a run's steps-to-target has a
+    roughly constant *relative* error, which Eq. 22's 1/S-against-1/E line weights by 1/S²
+    (the small-batch points, with the most steps, count least). Here every point counts the
+    same in log S. For a given B_crit the best log S_min is the mean of
+    log S_k − log(1 + B_crit/B_k), so the fit is a search over log B_crit alone (a grid of 400
+    points over [min B/10⁴, max B·10⁴], then a bounded Brent refinement).
+
+    Args:
+      B: batch sizes (> 0), at least 2 distinct.
+      S: steps to the target at each (> 0).
+
+    Returns:
+      :class:`StepsFit`.
+
+    Examples:
+      >>> B = np.array([8., 32., 128., 512.]); f = fit_steps_log(B, 100 * (1 + 64 / B))
+      >>> round(f.b_crit, 6), round(f.s_min, 6), f.at_bound
+      (64.0, 100.0, False)
+
+    References:
+      Li et al. 2024, Eqs. 20-22; McCandlish et al. 2018, Eq. 2.11.
+    """
+    from scipy.optimize import minimize_scalar
+
+    b = np.atleast_1d(as_batch_sizes(B))
+    s = as_vector(np.atleast_1d(S), "S", d=b.size, positive=True)
+    if np.unique(b).size < 2:
+        raise ValueError(f"fit_steps_log needs >= 2 distinct batch sizes; got {b.tolist()}")
+    ls = np.log(s)
+    lo = math.log(b.min()) - math.log(1e4)
+    hi = math.log(b.max()) + math.log(1e4)
+
+    def resid(t: float) -> NDArray[np.float64]:
+        shape = np.log1p(math.exp(t) / b)
+        return ls - shape - np.mean(ls - shape)
+
+    def cost(t: float) -> float:
+        return float(np.sum(resid(t) ** 2))
+
+    grid = np.linspace(lo, hi, 400)
+    shapes = np.log1p(np.exp(grid)[:, None] / b[None, :])
+    dev = ls[None, :] - shapes
+    k = int(np.argmin(np.sum((dev - dev.mean(axis=1, keepdims=True)) ** 2, axis=1)))
+    a, c = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    r = minimize_scalar(cost, bounds=(a, c), method="bounded", options={"xatol": 1e-12})
+    t = float(r.x) if r.fun <= cost(grid[k]) else float(grid[k])
+    res = resid(t)
+    shape = np.log1p(math.exp(t) / b)
+    s_min = float(np.exp(np.mean(ls - shape)))
+    at_bound = bool(t <= lo + 1e-3 or t >= hi - 1e-3)
+    return StepsFit(float(math.exp(t)), s_min, res, float(np.sqrt(np.mean(res**2))), at_bound)
+
+
+def overhead_batch_size(b_crit: float, overhead: float = 0.2) -> float:
+    """The batch size whose steps exceed perfect linear scaling by ``overhead`` (Zhang et al.).
+
+    Zhang et al. (2024) call a batch size critical when the steps it needs are 20% more than
+    linear scaling from small batches predicts, S(B) = (1 + overhead) · E_min/B. With
+    S = S_min (1 + B_crit/B), E = B·S = E_min (1 + B/B_crit), so the condition
+    E/E_min = 1 + overhead gives B = overhead · B_crit: at the S–E B_crit itself a run pays
+    2× the minimum steps and 2× the minimum examples (overhead 100%).
+
+    Args:
+      b_crit: the S–E B_crit (> 0).
+      overhead: the accepted extra steps over linear scaling (> 0; Zhang et al.: 0.2).
+
+    Returns:
+      overhead · B_crit.
+
+    Examples:
+      >>> overhead_batch_size(500.0)
+      100.0
+
+    References:
+      Zhang et al. 2024 (arXiv 2410.21676), §2; McCandlish et al. 2018, Eq. 2.11.
+    """
+    return as_positive_scalar(overhead, "overhead") * as_positive_scalar(b_crit, "b_crit")
 
 
 def _grid(B, eps_opt, b_noise):

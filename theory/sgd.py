@@ -29,6 +29,7 @@ from theory._checks import (
     as_hessian,
     as_positive_scalar,
     as_vector,
+    finite_scalar,
 )
 
 
@@ -213,16 +214,6 @@ def _nonneg(x: float, name: str) -> float:
 # the same law from sufficient statistics (no dense H or Σ): what an estimator measures
 
 
-def _finite_scalar(x: float, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number; got {name}={x!r}") from exc
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {name}={x!r}")
-    return v
-
-
 def params_from_stats(g2: float, g_h_g: float, tr_h_sigma: float) -> tuple[float, float]:
     """McCandlish's ``(eps_max, b_noise)`` from |G|², GᵀHG and tr(HΣ).
 
@@ -242,9 +233,9 @@ def params_from_stats(g2: float, g_h_g: float, tr_h_sigma: float) -> tuple[float
     References:
       McCandlish et al. 2018, Eqs. 2.6-2.7; Li et al. 2024, Eqs. 3-5.
     """
-    a = _finite_scalar(g2, "g2")
-    c = _finite_scalar(g_h_g, "g_h_g")
-    t = _finite_scalar(tr_h_sigma, "tr_h_sigma")
+    a = finite_scalar(g2, "g2")
+    c = finite_scalar(g_h_g, "g_h_g")
+    t = finite_scalar(tr_h_sigma, "tr_h_sigma")
     if not c > 0:
         return float("nan"), float("nan")
     return a / c, t / c
@@ -264,8 +255,8 @@ def b_simple_from_stats(tr_sigma: float, g2: float) -> float:
     References:
       McCandlish et al. 2018, Eq. 2.9.
     """
-    t = _finite_scalar(tr_sigma, "tr_sigma")
-    a = _finite_scalar(g2, "g2")
+    t = finite_scalar(tr_sigma, "tr_sigma")
+    a = finite_scalar(g2, "g2")
     if t < 0:
         raise ValueError(f"tr_sigma must be >= 0; got {t:.3g}")
     return t / a if a > 0 else float("inf")

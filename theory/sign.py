@@ -29,7 +29,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import erf
 
-from theory._checks import as_batch_sizes, as_hessian, as_positive_scalar, as_vector
+from theory._checks import (
+    as_batch_sizes,
+    as_hessian,
+    as_positive_scalar,
+    as_vector,
+    finite_scalar,
+)
 
 
 def _problem(mu: ArrayLike, sigma: ArrayLike | None, H: ArrayLike | None):
@@ -303,16 +309,6 @@ def erf_rational(z: ArrayLike) -> NDArray[np.float64]:
 # the same laws from sufficient statistics (no dense H): what an estimator measures by HVPs
 
 
-def _finite_scalar(x: float, name: str) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number; got {name}={x!r}") from exc
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite; got {name}={x!r}")
-    return v
-
-
 def surge_params_from_stats(
     tr_h: float, s_off: float, sum_mu2_over_sigma: float
 ) -> tuple[float, float]:
@@ -342,9 +338,9 @@ def surge_params_from_stats(
     References:
       Li et al. 2024, Theorem 3, Eqs. 13-14 (corrected: THEORY.md errata 2-3).
     """
-    tr = _finite_scalar(tr_h, "tr_h")
-    so = _finite_scalar(s_off, "s_off")
-    m2s = _finite_scalar(sum_mu2_over_sigma, "sum_mu2_over_sigma")
+    tr = finite_scalar(tr_h, "tr_h")
+    so = finite_scalar(s_off, "s_off")
+    m2s = finite_scalar(sum_mu2_over_sigma, "sum_mu2_over_sigma")
     if tr <= 0:
         raise ValueError(f"H must have a positive trace for Theorem 3; got tr_h={tr:.3g}")
     if m2s < 0:
@@ -400,8 +396,8 @@ def large_batch_lr_from_stats(sum_abs_mu: float, s_h_s: float) -> float:
     References:
       Li et al. 2024, Theorem 4, Eq. 17 (Appendix E).
     """
-    a = _finite_scalar(sum_abs_mu, "sum_abs_mu")
-    c = _finite_scalar(s_h_s, "s_h_s")
+    a = finite_scalar(sum_abs_mu, "sum_abs_mu")
+    c = finite_scalar(s_h_s, "s_h_s")
     if a < 0:
         raise ValueError(f"sum_abs_mu must be >= 0; got {a:.3g}")
     return a / c if c > 0 else math.nan

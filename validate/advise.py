@@ -54,17 +54,24 @@ from theory.laws import law_lr
 from theory.stats import bootstrap_interval
 
 __all__ = [
+    "ASSUMPTIONS",
     "LAWS",
     "Advice",
+    "Evidence",
     "Fit",
     "advise",
+    "default_batch_sizes",
     "fit_law",
     "format_advice",
+    "format_recommendation",
+    "format_shortcut",
     "law_lr",
     "params_from_estimate",
     "points_from_best_table",
     "points_from_points_table",
     "points_from_summary",
+    "recommend",
+    "shortcut",
 ]
 
 #: The theory laws fitted to the points; ``adam`` and ``sgd`` have the flat keys of
@@ -482,3 +489,553 @@ def format_advice(a: Advice) -> str:
     for w in a.warnings:
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Recommendation: one learning rate per (optimizer setting, batch size), from the sweep
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The measured training optima of one optimizer setting (one sweep), already read.
+
+    Attributes:
+      optimizer: the optimizer setting, in words (``"Adam (β1=0.9, β2=0.999)"``).
+      batch_sizes, lrs: the measured best learning rate at each batch size (one target loss).
+      target: the target loss the best lrs are for (None: unknown).
+      censored: per point, True when the best lr is the smallest or largest lr tried at that
+        batch size (the optimum may lie beyond it).
+      lr_lo, lr_hi: per point, where the optimum lies (e.g. the lrs tried just below and above
+        the best; a censored side is NaN); None: unknown.
+      b_crit: the same sweep's S–E B_crit (Eq. 22), shown for comparison; None if not fitted.
+      source: where the points were read (for the report).
+      fitted: the sweep's own fit of each theory law, ``{law: (eps_max, b_noise)}`` (the
+        paper's protocol: B_noise = the S–E B_crit, ε_max by Eq. 23 / 24), with ``loo`` its
+        leave-one-batch-size-out RMS log-lr error of every law and rule (``{name: err}``).
+        None: the laws are fitted here by least squares in log lr, and ranked on
+        :func:`advise`'s folds.
+    """
+
+    optimizer: str
+    batch_sizes: Sequence[float]
+    lrs: Sequence[float]
+    target: float | None = None
+    censored: Sequence[bool] | None = None
+    lr_lo: Sequence[float] | None = None
+    lr_hi: Sequence[float] | None = None
+    b_crit: float | None = None
+    source: str = ""
+    fitted: Mapping[str, tuple[float, float]] | None = None
+    loo: Mapping[str, float] | None = None
+
+
+#: The rule used when leave-one-out cannot rank the laws (<= 2 measured batch sizes): the
+#: square-root rule, the practitioners' default for Adam (Malladi et al. 2022).
+A_PRIORI = "sqrt_rule"
+
+
+def default_batch_sizes(measured: ArrayLike) -> tuple[int, ...]:
+    """The batch sizes a recommendation covers by default: the smallest, the geometric middle
+    and the largest measured batch size, and 2× the largest (just beyond the measured range).
+
+    Examples:
+      >>> default_batch_sizes([4, 16, 64])
+      (4, 16, 64, 128)
+      >>> default_batch_sizes([8, 32, 128, 512, 2048])
+      (8, 128, 2048, 4096)
+    """
+    b = np.unique(np.asarray(measured, dtype=np.float64))
+    if b.size == 0 or not np.all(np.isfinite(b)) or np.any(b <= 0):
+        raise ValueError(f"measured batch sizes must be positive and finite; got {measured!r}")
+    lo, hi = float(b.min()), float(b.max())
+    mid = float(b[np.argmin(np.abs(np.log(b) - 0.5 * (math.log(lo) + math.log(hi))))])
+    return tuple(sorted({round(lo), round(mid), round(hi), round(2 * hi)}))
+
+
+def _z(ci: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + ci / 2)
+
+
+def _rec_rows_for(ev: Evidence, targets: Sequence[float], ci: float) -> list[dict[str, Any]]:
+    b, e = _check_points(ev.batch_sizes, ev.lrs)
+    n = b.size
+    cens = np.zeros(n, bool) if ev.censored is None else np.asarray(ev.censored, bool)
+    lo_pt = np.full(n, math.nan) if ev.lr_lo is None else np.asarray(ev.lr_lo, np.float64)
+    hi_pt = np.full(n, math.nan) if ev.lr_hi is None else np.asarray(ev.lr_hi, np.float64)
+    if not cens.shape == lo_pt.shape == hi_pt.shape == (n,):
+        raise ValueError("censored, lr_lo and lr_hi must have one entry per measured point")
+    n_b = int(np.unique(b).size)
+    where = f"the best lrs at {n_b} batch sizes {b.min():g}…{b.max():g}"
+    if ev.target is not None:
+        where += f" at target loss {ev.target:g}"
+    if ev.fitted is not None and ev.loo is not None:
+        # the sweep's own fit (paper's protocol) and its leave-one-out errors
+        fits = {
+            law: Fit(law, float(bn), float(em), math.nan, n_b, False)
+            for law, (em, bn) in ev.fitted.items()
+        }
+        loo = {k: float(v) for k, v in ev.loo.items() if math.isfinite(v)}
+        how = (
+            f"the sweep's fit: B_noise = S–E B_crit {ev.fitted['adam'][1]:.3g}, ε_max from {where}"
+        )
+        peak_what = "the S–E B_crit"
+    else:
+        a = advise(float(b[0]), (b, e), n_boot=0, ci=ci)
+        loo = {r["law"]: r["loo_err"] for r in a.laws if math.isfinite(r["loo_err"])}
+        fits = {law: fit_law(law, b, e) for law in LAWS}
+        how = f"fitted by least squares in log lr to {where}"
+        peak_what = "the peak of the surge law fitted to these best lrs"
+    ranked = sorted(loo, key=loo.__getitem__)
+    chosen = ranked[0] if ranked else A_PRIORI
+    peak = fits["adam"]
+    peak_known = n_b > 2 and not peak.at_bound
+    z = _z(ci)
+    out = []
+    for t in targets:
+        t = float(t)
+        caveats: list[str] = []
+        at = np.isclose(b, t, rtol=1e-9)
+        extrap = not b.min() <= t <= b.max()
+        factor = max(t / b.max(), b.min() / t) if extrap else 1.0
+        if at.any():
+            law = "measured"
+            lr = math.exp(float(np.mean(np.log(e[at]))))
+            lo = float(np.nanmin(lo_pt[at])) if np.any(np.isfinite(lo_pt[at])) else math.nan
+            hi = float(np.nanmax(hi_pt[at])) if np.any(np.isfinite(hi_pt[at])) else math.nan
+            err = math.nan
+            basis = f"measured: the best lr of the sweep at B = {t:g}"
+            if math.isfinite(lo) and math.isfinite(hi):
+                basis += " (the optimum lies between the neighbouring lrs tried)"
+            if cens[at].any():
+                caveats.append(
+                    f"censored: at B = {t:g} the best lr is on the edge of the lr grid, so the "
+                    "optimum may lie beyond it; widen the lr grid"
+                )
+        else:
+            law = chosen
+            spec = laws.LAWS[law]
+            if spec.is_baseline:
+                lr = float(laws.baseline_lr(law, t, b, e))
+                b0 = laws.nearest_batch_size(t, b)
+                basis = f"{spec.label} from the best lr at B = {b0:g}"
+            else:
+                lr = float(fits[law].predict(t))
+                basis = f"{spec.label}, {how}"
+            err = loo.get(law, math.nan)
+            if math.isfinite(err):
+                lo, hi = lr * math.exp(-z * err), lr * math.exp(z * err)
+                others = ", ".join(f"{k} {loo[k]:.2f}" for k in ranked[1:3])
+                basis += (
+                    f". Leave-one-out error {err:.2f} in log lr, best of {len(ranked)} laws and "
+                    f"rules on this run (next: {others})"
+                )
+            else:
+                lo = hi = math.nan
+                basis += ". Chosen a priori (leave-one-out needs >= 3 measured batch sizes)"
+                caveats.append(
+                    f"only {n_b} measured batch sizes: no law can be checked on held-out data"
+                )
+        if extrap:
+            side = (
+                f"the largest measured B = {b.max():g}"
+                if t > b.max()
+                else (f"the smallest measured B = {b.min():g}")
+            )
+            caveats.append(f"extrapolated {factor:.3g}× beyond {side}")
+        past = None
+        if peak_known:
+            past = bool(t > peak.b_noise)
+            if past:
+                caveats.append(
+                    f"past the predicted peak ({peak_what} = {peak.b_noise:.3g}): the surge law "
+                    "says larger batches need a SMALLER Adam lr here"
+                )
+        elif law != "measured":
+            caveats.append("the surge law's peak is not located by these points (fit at its bound)")
+        if law != "measured" and cens.any():
+            caveats.append(
+                f"{int(cens.sum())} of {n} measured best lrs are censored (on the lr grid's "
+                "edge): the fit uses bounds there"
+            )
+        out.append(
+            {
+                "optimizer": ev.optimizer,
+                "batch_size": t,
+                "lr": lr,
+                "lo": lo,
+                "hi": hi,
+                "basis": basis,
+                "extrapolated": extrap,
+                "law": law,
+                "loo_err": err,
+                "extrapolation_factor": factor,
+                "past_peak": past,
+                "fitted_peak": peak.b_noise if peak_known else None,
+                "b_crit": ev.b_crit,
+                "target": ev.target,
+                "source": ev.source,
+                "caveats": caveats,
+            }
+        )
+    return out
+
+
+def recommend(
+    evidence: Sequence[Evidence], batch_sizes: Sequence[float] | None = None, *, ci: float = 0.9
+) -> list[dict[str, Any]]:
+    """The Recommendation: per optimizer setting and batch size, a learning rate and its basis.
+
+    One source of truth, the measured training optimum: at a measured batch size the answer is
+    the sweep's best lr there (interval: where the optimum lies, when known). Elsewhere it is
+    the law or practitioners' rule with the smallest leave-one-batch-size-out RMS error in log
+    lr on these points (:func:`advise`'s folds: laws refitted without the held-out batch size,
+    rules scaled from the nearest other one), and the interval is
+    lr · exp(± z · that error), z the normal quantile of ``ci``: the spread its held-out
+    predictions had on this run's data. With <= 2 measured batch sizes nothing can be held
+    out, and the square-root rule is used with no interval.
+
+    Args:
+      evidence: one :class:`Evidence` per optimizer setting.
+      batch_sizes: the batch sizes to recommend for (default per setting:
+        :func:`default_batch_sizes` of its measured batch sizes).
+      ci: coverage of the interval, in (0, 1).
+
+    Returns:
+      One dict per (setting, batch size): ``optimizer``, ``batch_size``, ``lr``, ``lo``,
+      ``hi``, ``basis`` (in words), ``extrapolated``, and ``law`` (``"measured"`` or the
+      registry name), ``loo_err``, ``extrapolation_factor``, ``past_peak`` (None: the surge
+      law's peak is not located), ``fitted_peak``, ``b_crit``, ``target``, ``source``,
+      ``caveats`` (list of sentences).
+
+    Examples:
+      >>> from theory.sign import surge_lr
+      >>> B = [8.0, 32.0, 128.0, 512.0, 2048.0]
+      >>> ev = Evidence("Adam", B, [float(surge_lr(b, 1e-2, 128.0)) for b in B])
+      >>> r = recommend([ev], [128, 1024])
+      >>> r[0]["law"], round(r[0]["lr"], 6), r[1]["law"], round(r[1]["lr"], 6)  # 1e-2/(½(√⅛ + √8))
+      ('measured', 0.01, 'adam', 0.006285)
+      >>> r[1]["past_peak"], r[1]["extrapolated"]
+      (True, False)
+    """
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1); got {ci=}")
+    if batch_sizes is not None:
+        t = np.asarray(batch_sizes, dtype=np.float64).reshape(-1)
+        if t.size == 0 or not np.all(np.isfinite(t)) or np.any(t <= 0):
+            raise ValueError(f"batch sizes must be positive and finite; got {batch_sizes!r}")
+    out: list[dict[str, Any]] = []
+    for ev in evidence:
+        targets = batch_sizes if batch_sizes is not None else default_batch_sizes(ev.batch_sizes)
+        out += _rec_rows_for(ev, list(targets), ci)
+    return out
+
+
+def format_recommendation(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The Recommendation as text: one block per (optimizer, batch size)."""
+    lines = ["Recommendation (the measured training optimum; learning rate at each batch size)"]
+    for r in rows:
+        iv = ""
+        if r["lo"] is not None and r["hi"] is not None:
+            if math.isfinite(r["lo"]) and math.isfinite(r["hi"]):
+                iv = f"  (interval {r['lo']:.3g} … {r['hi']:.3g})"
+        lines.append(f"  {r['optimizer']}, B = {r['batch_size']:g}: lr {r['lr']:.3g}{iv}")
+        lines.append(f"      basis: {r['basis']}")
+        for c in r.get("caveats") or []:
+            lines.append(f"      note: {c}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# the practical shortcut: one measured (B0, best lr) pair and a noise scale
+
+#: What each rule of the shortcut needs to hold (shown next to its learning rate).
+ASSUMPTIONS: dict[str, str] = {
+    "adam": (
+        "Adam or sign-like updates; B_noise ≈ the S–E B_crit at this point of training (the "
+        "paper's recipe); LR0 is the best lr at B0, not just one that works; predicts a peak at "
+        "B_noise and a FALL beyond it"
+    ),
+    "sgd": (
+        "plain SGD (McCandlish et al. 2018); B_noise is SGD's noise scale (≈ B_simple); LR0 is "
+        "the best lr at B0; the lr saturates at ε_max, never falls"
+    ),
+    "sqrt_rule": (
+        "Adam-like updates with B well below the noise scale (Malladi et al. 2022); needs no "
+        "B_noise, and so cannot see a peak"
+    ),
+    "linear_rule": (
+        "SGD with B well below the noise scale (Goyal et al. 2017); needs no B_noise; "
+        "overshoots near and past B_noise"
+    ),
+}
+
+#: The rules of the shortcut, in the order printed.
+SHORTCUT_LAWS: tuple[str, ...] = ("adam", "sgd", "sqrt_rule", "linear_rule")
+
+
+def shortcut(
+    batch_size: float,
+    current_batch_size: float,
+    current_lr: float,
+    b_noise: float,
+    *,
+    b_noise_source: str = "given",
+) -> dict[str, Any]:
+    """The paper's recipe from one measured pair: B_noise ≈ B_crit and (B0, LR0) fix ε_max.
+
+    Each theory law of :data:`SHORTCUT_LAWS` gets ε_max from the one point
+    (:func:`theory.laws.eps_max_given_b_noise`: Eq. 23 for the surge law, Eq. 24 for SGD's)
+    and is evaluated at B1; the rules scale LR0 by √(B1/B0) and B1/B0.
+
+    Args:
+      batch_size: B1, the new batch size (> 0).
+      current_batch_size: B0, the batch size trained now (> 0).
+      current_lr: LR0, the best lr at B0 (> 0).
+      b_noise: the noise scale (> 0).
+      b_noise_source: where ``b_noise`` came from, in words.
+
+    Returns:
+      ``{"batch_size", "current_batch_size", "current_lr", "b_noise", "b_noise_source",
+      "rows": [{law, label, lr, assumptions, eps_max?}], "notes": [...]}``.
+
+    Examples:
+      >>> s = shortcut(400.0, 100.0, 1e-3, 100.0)
+      >>> [round(r["lr"], 6) for r in s["rows"]]  # surge: 1e-3/(½(½+2)); SGD: 2e-3/(1+¼)
+      [0.0008, 0.0016, 0.002, 0.004]
+    """
+    b1 = _positive("batch_size", batch_size)
+    b0 = _positive("current_batch_size", current_batch_size)
+    lr0 = _positive("current_lr", current_lr)
+    bn = _positive("b_noise", b_noise)
+    rows = []
+    for name in SHORTCUT_LAWS:
+        spec = laws.LAWS[name]
+        row: dict[str, Any] = {"law": name, "label": spec.label}
+        if spec.is_baseline:
+            row["lr"] = float(laws.baseline_lr(name, b1, [b0], [lr0]))
+        else:
+            em = laws.eps_max_given_b_noise(name, [b0], [lr0], bn)
+            row["eps_max"] = em
+            row["lr"] = float(law_lr(name, b1, em, bn))
+        row["assumptions"] = ASSUMPTIONS[name]
+        rows.append(row)
+    notes = []
+    if bn < 1:
+        notes.append(
+            f"B_noise = {bn:.3g} is below one example: outside the regime of the batch-size "
+            "laws (they need B_noise >= 1); treat the law rows as unsupported"
+        )
+    if b1 > bn:
+        notes.append(
+            f"B1 = {b1:g} is past B_noise = {bn:.3g}: the surge law's lr falls there while the "
+            "square-root and linear rules keep growing"
+        )
+    if max(b1 / b0, b0 / b1) > 16:
+        notes.append(
+            f"B1/B0 = {b1 / b0:.3g}: a jump this large extrapolates every rule; step the batch "
+            "size and re-measure the best lr on the way"
+        )
+    return {
+        "batch_size": b1,
+        "current_batch_size": b0,
+        "current_lr": lr0,
+        "b_noise": bn,
+        "b_noise_source": b_noise_source,
+        "rows": rows,
+        "notes": notes,
+    }
+
+
+def format_shortcut(s: Mapping[str, Any]) -> str:
+    """The shortcut's rules side by side, each with what it assumes."""
+    lines = [
+        f"Learning rate at B1 = {s['batch_size']:g}, from LR0 = {s['current_lr']:.4g} at "
+        f"B0 = {s['current_batch_size']:g}, B_noise = {s['b_noise']:.4g} ({s['b_noise_source']})",
+        "",
+    ]
+    for r in s["rows"]:
+        lines.append(f"  {r['label'] + ':':<28} lr {r['lr']:.4g}")
+        lines.append(f"      assumes: {r['assumptions']}")
+    for n in s["notes"]:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# steps to target against batch size: S_min, B_crit (``surgelab fit``, ``advise --table``)
+
+
+def _eq22(b: NDArray[np.float64], s: NDArray[np.float64]) -> tuple[float, float]:
+    """Eq. 22 as (B_crit, S_min), NaN when the line does not give a positive finite pair."""
+    from theory.efficiency import fit_b_noise
+
+    try:
+        bc, sm = fit_b_noise(s, b * s)
+    except ValueError:
+        return math.nan, math.nan
+    if not (bc > 0 and math.isfinite(sm)):
+        return math.nan, math.nan
+    return bc, sm
+
+
+def fit_steps(
+    B: ArrayLike,
+    S: ArrayLike,
+    *,
+    n_boot: int = 1000,
+    ci: float = 0.9,
+    seed: int = 0,
+    overhead: float = 0.2,
+) -> dict[str, Any]:
+    """S_min and B_crit = E_min/S_min from steps to a target at several batch sizes.
+
+    Two fits of the same model S = S_min (1 + B_crit/B): the paper's line 1/S = −B_crit/E +
+    1/S_min (Eq. 22, :func:`theory.efficiency.fit_b_noise`) and a least-squares fit in log S
+    (:func:`theory.efficiency.fit_steps_log`, the headline: every run counts the same). Each
+    gets a percentile bootstrap interval over the rows (:func:`theory.stats.bootstrap_interval`).
+    The batch size of Zhang et al. (2024), 20% more steps than linear scaling, is
+    ``overhead`` · B_crit (:func:`theory.efficiency.overhead_batch_size`).
+
+    Args:
+      B, S: batch size and steps to the target of each run (> 0; >= 2 distinct B).
+      n_boot: bootstrap resamples of the rows (0: no interval, else >= 10).
+      ci: interval coverage.
+      seed: bootstrap seed.
+      overhead: the accepted step overhead of the critical batch size of Zhang et al.
+
+    Returns:
+      dict with ``n_points``, ``n_batch_sizes``, ``b_crit``, ``b_crit_lo``/``_hi``, ``s_min``,
+      ``e_min``, ``rms_log``, ``at_bound``, ``b_crit_eq22``, ``b_crit_eq22_lo``/``_hi``,
+      ``s_min_eq22``, ``b_overhead`` (with ``_lo``/``_hi``), ``overhead``, and ``rows`` (per
+      point: ``batch_size``, ``steps``, ``examples``, ``steps_fit``, ``resid_log``,
+      ``steps_fit_eq22``, ``resid_log_eq22``; residuals are natural-log).
+
+    Examples:
+      >>> B = np.array([8., 32., 128., 512.])
+      >>> f = fit_steps(B, 100 * (1 + 64 / B), n_boot=0)
+      >>> round(f["b_crit"], 6), round(f["b_crit_eq22"], 6), round(f["b_overhead"], 6)
+      (64.0, 64.0, 12.8)
+    """
+    from theory.efficiency import fit_steps_log, overhead_batch_size
+
+    b = np.asarray(B, dtype=np.float64).reshape(-1)
+    s = np.asarray(S, dtype=np.float64).reshape(-1)
+    if b.shape != s.shape or b.size == 0:
+        raise ValueError(f"B and S must be non-empty and of one length; got {b.size}, {s.size}")
+    if not (np.all(np.isfinite(b)) and np.all(b > 0) and np.all(np.isfinite(s)) and np.all(s > 0)):
+        raise ValueError("batch sizes and steps must be positive and finite")
+    if np.unique(b).size < 2:
+        raise ValueError(f"need runs at >= 2 distinct batch sizes; got {np.unique(b).tolist()}")
+    if not (n_boot == 0 or n_boot >= MIN_BOOT):
+        raise ValueError(f"n_boot must be 0 (no interval) or >= {MIN_BOOT}; got {n_boot=}")
+    lf = fit_steps_log(b, s)
+    bc22, sm22 = _eq22(b, s)
+    nan2 = (math.nan, math.nan)
+    iv, iv22 = nan2, nan2
+    if n_boot:
+
+        def log_stat(i: NDArray[np.int64]) -> float:
+            if np.unique(b[i]).size < 2:
+                return math.nan
+            f = fit_steps_log(b[i], s[i])
+            return math.nan if f.at_bound else f.b_crit
+
+        def eq22_stat(i: NDArray[np.int64]) -> float:
+            return _eq22(b[i], s[i])[0] if np.unique(b[i]).size >= 2 else math.nan
+
+        iv = bootstrap_interval(log_stat, b.size, n_boot=n_boot, level=ci, seed=seed)[:2]
+        iv22 = bootstrap_interval(eq22_stat, b.size, n_boot=n_boot, level=ci, seed=seed)[:2]
+    fit_log = lf.s_min * (1 + lf.b_crit / b)
+    fit22 = sm22 * (1 + bc22 / b) if math.isfinite(bc22) else np.full(b.size, math.nan)
+    rows = [
+        {
+            "batch_size": float(b[k]),
+            "steps": float(s[k]),
+            "examples": float(b[k] * s[k]),
+            "steps_fit": float(fit_log[k]),
+            "resid_log": float(lf.residuals[k]),
+            "steps_fit_eq22": float(fit22[k]),
+            "resid_log_eq22": float(math.log(s[k] / fit22[k])) if fit22[k] > 0 else math.nan,
+        }
+        for k in range(b.size)
+    ]
+    return {
+        "n_points": int(b.size),
+        "n_batch_sizes": int(np.unique(b).size),
+        "b_crit": lf.b_crit,
+        "b_crit_lo": iv[0],
+        "b_crit_hi": iv[1],
+        "s_min": lf.s_min,
+        "e_min": lf.e_min,
+        "rms_log": lf.rms,
+        "at_bound": lf.at_bound,
+        "b_crit_eq22": bc22,
+        "b_crit_eq22_lo": iv22[0],
+        "b_crit_eq22_hi": iv22[1],
+        "s_min_eq22": sm22,
+        "overhead": overhead,
+        "b_overhead": overhead_batch_size(lf.b_crit, overhead),
+        "b_overhead_lo": overhead * iv[0],
+        "b_overhead_hi": overhead * iv[1],
+        "rows": rows,
+    }
+
+
+def plot_steps_examples(
+    rows: Sequence[Mapping[str, Any]],
+    fits: Sequence[Mapping[str, Any]],
+    *,
+    tokens_per_example: float | None = None,
+    ax: Any = None,
+) -> Any:
+    """S against E (examples, or tokens), each target's points and its two fitted curves.
+
+    Args:
+      rows: ``fit.csv`` rows (``target``, ``batch_size``, ``steps``, ``examples``).
+      fits: per target, ``target``, ``b_crit``, ``s_min``, ``b_crit_eq22``, ``s_min_eq22``.
+      tokens_per_example: when given, the x-axis is in tokens (examples × this).
+      ax: matplotlib axes (default: a new figure's).
+
+    Returns:
+      The axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    k = 1.0 if tokens_per_example is None else float(tokens_per_example)
+    for i, f in enumerate(fits):
+        c = f"C{i}"
+        pts = [r for r in rows if r.get("target") == f.get("target")]
+        name = "" if f.get("target") is None else f"target {f['target']:g}: "
+        ax.scatter([k * r["examples"] for r in pts], [r["steps"] for r in pts], color=c, s=18)
+        bs = np.geomspace(
+            min(r["batch_size"] for r in pts) / 4, max(r["batch_size"] for r in pts) * 4
+        )
+        for bc, sm, ls, what in (
+            (f["b_crit"], f["s_min"], "-", "log-space fit"),
+            (f.get("b_crit_eq22"), f.get("s_min_eq22"), ":", "Eq. 22 fit"),
+        ):
+            if bc is None or sm is None or not (math.isfinite(bc) and math.isfinite(sm)):
+                continue
+            S = sm * (1 + bc / bs)
+            ax.plot(k * bs * S, S, ls, color=c, label=f"{name}{what}, B_crit = {bc:.3g}")
+        ax.plot(
+            [2 * k * f["s_min"] * f["b_crit"]], [2 * f["s_min"]], "o", mfc="none", color=c, ms=9
+        )
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(
+        "tokens to the target (E × tokens per example)"
+        if tokens_per_example
+        else "examples to the target E = B·S"
+    )
+    ax.set_ylabel("steps to the target S")
+    ax.set_title("steps against examples (circle: B = B_crit, 2× S_min and 2× E_min)", fontsize=9)
+    ax.legend(fontsize=7)
+    return ax

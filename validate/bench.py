@@ -8,6 +8,12 @@ kept (on a shared machine the minimum is the least disturbed measurement). It re
 time, model-steps per second, the speed-up ratio, and whether both found the same
 steps-to-target S (they should: same init, same batches, same Adam arithmetic).
 ``surgelab validate bench`` (the app layer) writes the result into a run folder.
+
+On a GPU the times are also taken with CUDA events (``*_cuda_s``), and the summary has the
+training FLOP/s reached: the FLOPs of one model's forward + backward per example (counted by
+``torch.utils.flop_counter`` on the real model) × models × batch size × steps, over the
+batched time (evaluations are left out: a lower bound), against the device's float32 peak
+(:func:`fp32_peak_flops`, no tensor cores; None when the clock is not known).
 """
 
 from __future__ import annotations
@@ -25,6 +31,52 @@ from validate.workload import get_workload
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize(device)
+
+
+def train_flops_per_example(workload: Any, data: Any, batch_size: int = 8) -> float:
+    """FLOPs of one model's forward + backward per training example, counted by torch.
+
+    Examples:
+      >>> from validate.workload import get_workload
+      >>> w = get_workload("synthetic-mlp")
+      >>> f = train_flops_per_example(w, w.load_data(None, "cpu"))
+      >>> # 3 matmuls of 2·in·out each: forward, weight gradient, and (not for the first
+      >>> # layer, whose input needs none) input gradient
+      >>> f == 2 * 2 * (16 * 32) + 3 * 2 * (32 * 32 + 32 * 10)
+      True
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = workload.make_model()
+    x = data.x_train[:batch_size].cpu()
+    y = data.y_train[:batch_size].cpu()
+    with FlopCounterMode(display=False) as counter:
+        workload.loss(model(x), y).backward()
+    return counter.get_total_flops() / batch_size
+
+
+#: float32 lanes (FMA units) per SM by compute capability major.minor (no tensor cores)
+FP32_LANES = {(7, 0): 64, (7, 5): 64, (8, 0): 64, (8, 6): 128, (8, 7): 128, (8, 9): 128}
+
+
+def fp32_peak_flops(device: str) -> float | None:
+    """2 · SMs · float32 lanes per SM · clock: the GPU's float32 peak (None if unknown).
+
+    Lanes: 64 per SM up to sm_80, 128 from sm_86 on (sm_90 H100/H200: 128).
+    """
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    try:
+        from kernels.cuda_backend import device_info
+
+        info = device_info(torch.device(device).index)
+    except Exception:  # no cupy: the clock is not known
+        return None
+    cc = tuple(info["compute_capability"])
+    lanes = FP32_LANES.get(cc, 128 if cc >= (8, 6) else 64)
+    return 2.0 * info["sm_count"] * lanes * info["clock_khz"] * 1e3
 
 
 def _model_steps(rows: list[dict[str, Any]], n_targets: int) -> int:
@@ -92,9 +144,17 @@ def bench(
         train_group(w, data, batch_size, lrs, seeds, model_chunk=model_chunk, **warm)
         walls: dict[str, list[float]] = {"single": [], "batched": []}
         cpus: dict[str, list[float]] = {"single": [], "batched": []}
+        events: dict[str, list[float]] = {"single": [], "batched": []}
+        cuda = device.startswith("cuda")
         for _ in range(repeats):
             for name in ("single", "batched"):
                 _sync(device)
+                if cuda:
+                    start, end = (
+                        torch.cuda.Event(enable_timing=True),
+                        torch.cuda.Event(enable_timing=True),
+                    )
+                    start.record()
                 t0, c0 = time.perf_counter(), time.process_time()
                 if name == "single":
                     single = train_single(
@@ -111,9 +171,13 @@ def bench(
                         on_progress=on_progress,
                         **kw,
                     )
+                if cuda:
+                    end.record()
                 _sync(device)
                 walls[name].append(time.perf_counter() - t0)
                 cpus[name].append(time.process_time() - c0)
+                if cuda:
+                    events[name].append(start.elapsed_time(end) / 1e3)
         threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
@@ -155,4 +219,14 @@ def bench(
         "max_abs_loss_diff": max(diffs) if diffs else None,
         "n_reached": sum(bool(r["reached"]) for r in batched),
     }
+    if cuda:
+        summary["single_cuda_s"] = min(events["single"])
+        summary["batched_cuda_s"] = min(events["batched"])
+    fpe = train_flops_per_example(w, data)
+    summary["train_flops_per_example"] = fpe
+    summary["batched_model_examples_per_s"] = summary["batched_model_steps_per_s"] * batch_size
+    summary["batched_train_flops_per_s"] = fpe * summary["batched_model_examples_per_s"]
+    peak = fp32_peak_flops(device)
+    summary["fp32_peak_flops"] = peak
+    summary["fraction_of_fp32_peak"] = summary["batched_train_flops_per_s"] / peak if peak else None
     return summary, single + batched

@@ -1,4 +1,4 @@
-"""Real datasets: where they live, checking them, fetching them, and decoding them to arrays.
+"""Real datasets: where they live, checking them, and decoding them to arrays.
 
 Where a dataset is looked for:
 
@@ -9,19 +9,17 @@ Where a dataset is looked for:
   ``$XDG_CACHE_HOME/surgelab`` (default ``~/.cache/surgelab``), and for a development checkout
   ``shared/data`` beside the repository (``<repo>/../shared/data``) when that folder exists.
 
-With ``download=True`` (an explicit argument; the command line's ``--download``) a dataset found
-nowhere is fetched into the cache.
-
 In each folder ``root`` a dataset ``name`` is found either as ``root/name/<files>`` (the layout
 of ``../shared/data``) or as ``root/<files>`` (``data_dir`` pointing at the dataset folder
 itself). Every file is checked against its official SHA-256 (:data:`DATASETS`, identical to the
 ``SHA256SUMS`` shipped with the data) before it is parsed; a mismatch is an error, never a
-silent fallback. A download goes to a temporary file, is checksum-verified, then renamed;
-tests never touch the network.
+silent fallback.
 
-Decoded arrays (the Tiny-ImageNet JPEGs) are cached as ``.npy`` under
-``<cache>/decoded/`` keyed by the source file's checksum, so the decode happens once. (The
-download and this cache are the data layer's own files, outside any run folder.)
+This module only reads. Fetching a missing dataset (the command line's ``--download``, into
+the user cache) is the app layer's job (:mod:`surgelab.datasets`), using the official URLs
+and checksums of :data:`DATASETS`. Decoded arrays (the Tiny-ImageNet JPEGs) can be kept
+between runs by passing a cache object (:class:`ArrayCache`) to :func:`load_tiny_imagenet`;
+without one the loader decodes every time.
 """
 
 from __future__ import annotations
@@ -31,12 +29,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
-import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -115,7 +111,7 @@ DATASETS: dict[str, tuple[DataFile, ...]] = {
 
 
 class DataNotFoundError(FileNotFoundError):
-    """A dataset is in none of the searched folders (and was not downloaded)."""
+    """A dataset is in none of the searched folders."""
 
 
 class ChecksumError(ValueError):
@@ -154,7 +150,13 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> list[Path]:
     return seen
 
 
-def _spec(name: str) -> tuple[DataFile, ...]:
+def dataset_files(name: str) -> tuple[DataFile, ...]:
+    """The files of dataset ``name`` (:data:`DATASETS`); ``ValueError`` for an unknown name.
+
+    Examples:
+      >>> [f.name for f in dataset_files("tinyshakespeare")]
+      ['input.txt']
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name]
@@ -182,71 +184,29 @@ def verify_file(path: str | os.PathLike, expected: str) -> None:
         raise ChecksumError(
             f"checksum mismatch for {p}: sha256 {got}, expected {expected}. The file is "
             "corrupt, truncated or a different version; delete it and fetch the official "
-            "file again (download=True / --download), or point --data-dir at a good copy"
+            "file again (--download), or point --data-dir at a good copy"
         )
     _VERIFIED[key] = got
 
 
-def _default_fetch(url: str, dest: Path) -> None:
-    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
-        while block := r.read(1 << 20):
-            f.write(block)
-
-
-#: The function :func:`download` uses to fetch ``url`` into a local file (tests replace it).
-FETCH: Callable[[str, Path], None] = _default_fetch
-
-
-def download(name: str, dest_root: str | os.PathLike | None = None) -> Path:
-    """Fetch dataset ``name`` from its official URLs into ``dest_root/name`` (default: cache).
-
-    Each file goes to a temporary file in the destination folder, is checked against its
-    official SHA-256, and only then renamed into place: an interrupted or corrupt download never
-    leaves a file that looks valid.
-    """
-    files = _spec(name)
-    missing = [f.name for f in files if f.url is None]
-    if missing:
-        raise DataNotFoundError(
-            f"dataset {name!r} has no official download URL for {missing} (it is a subset built "
-            "for this project); copy the folder from the project's shared data and pass "
-            "--data-dir or set SURGELAB_DATA"
-        )
-    dest = Path(dest_root if dest_root is not None else cache_dir()) / name
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        target = dest / f.name
-        if target.is_file():
-            try:
-                verify_file(target, f.sha256)
-                continue
-            except ChecksumError:
-                target.unlink()
-        fd, tmp = tempfile.mkstemp(prefix=f".{f.name}.", suffix=".part", dir=dest)
-        os.close(fd)
-        try:
-            FETCH(str(f.url), Path(tmp))
-            verify_file(tmp, f.sha256)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return dest
-
-
 def find_dataset(
-    name: str,
-    data_dir: str | os.PathLike | None = None,
-    *,
-    download_missing: bool = False,
-    verify: bool = True,
+    name: str, data_dir: str | os.PathLike | None = None, *, verify: bool = True
 ) -> Path:
-    """The folder holding every file of dataset ``name``, checksums verified.
+    """The folder holding every file of dataset ``name``, checksums verified (``verify``).
 
-    ``data_dir`` (when given) is the only folder searched. Raises :class:`DataNotFoundError`
-    naming every folder searched and the fixes.
+    Searches :func:`resolve_data_dir` (``data_dir`` alone when given) and fetches nothing.
+
+    Raises:
+      DataNotFoundError: naming every folder searched and the fixes.
+      ChecksumError: a file is there but is not the official one.
+
+    Examples:
+      >>> find_dataset("tinyshakespeare", "/nonexistent")  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      validate.data.DataNotFoundError: '/nonexistent' does not hold dataset 'tinyshakespeare' ...
     """
-    files = _spec(name)
+    files = dataset_files(name)
     roots = resolve_data_dir(data_dir)
     searched: list[Path] = []
     for root in roots:
@@ -257,8 +217,6 @@ def find_dataset(
                     for f in files:
                         verify_file(cand / f.name, f.sha256)
                 return cand
-    if download_missing:
-        return download(name)
     needs = ", ".join(f.name for f in files)
     if data_dir is not None:
         raise DataNotFoundError(
@@ -269,33 +227,24 @@ def find_dataset(
     raise DataNotFoundError(
         f"dataset {name!r} not found in {[str(s) for s in searched]} (needs {needs}); "
         f"pass --data-dir DIR (a folder holding {name}/), set {ENV_VAR}=DIR, or allow "
-        f"download (--download, download=True)"
+        f"download into the user cache (--download)"
     )
 
 
 # ----------------------------------------------------------------------------- decoded cache
 
 
-def _cached(
-    key: str, build: Callable[[], dict[str, np.ndarray]], names: Sequence[str]
-) -> dict[str, np.ndarray]:
-    """Load arrays ``names`` from ``<cache>/decoded/<key>/``, or build and save them."""
-    folder = cache_dir() / "decoded" / key
-    if all((folder / f"{n}.npy").is_file() for n in names):
-        try:
-            return {n: np.load(folder / f"{n}.npy") for n in names}
-        except (OSError, ValueError):  # a half-written cache entry: rebuild it
-            pass
-    arrays = build()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for n in names:
-            tmp = folder / f".{n}.tmp.npy"
-            np.save(tmp, arrays[n])
-            os.replace(tmp, folder / f"{n}.npy")
-    except OSError:  # read-only cache: decoding again next time is the only cost
-        pass
-    return arrays
+class ArrayCache(Protocol):
+    """Where decoded arrays may be kept between runs (the app layer supplies one; the library
+    never writes files itself).
+
+    ``get(key)`` returns the arrays stored under ``key`` (or None: absent or unreadable);
+    ``put(key, arrays)`` stores them (best effort: a cache that cannot write just forgets).
+    """
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None: ...
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None: ...
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -344,10 +293,10 @@ def read_idx_gz(path: str | os.PathLike) -> np.ndarray:
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True
 ) -> dict[str, np.ndarray]:
     """Fashion-MNIST as uint8 images (N, 28, 28) and int64 labels: 60k train, 10k test."""
-    root = find_dataset("fashion-mnist", data_dir, download_missing=download, verify=verify)
+    root = find_dataset("fashion-mnist", data_dir, verify=verify)
     out = {
         "x_train": read_idx_gz(root / "train-images-idx3-ubyte.gz"),
         "y_train": read_idx_gz(root / "train-labels-idx1-ubyte.gz").astype(np.int64),
@@ -416,24 +365,39 @@ def decode_tiny_imagenet_zip(
     return out
 
 
+#: The arrays :func:`load_tiny_imagenet` returns.
+TINY_ARRAYS = ("wnids", "x_train", "y_train", "x_val", "y_val")
+
+
+def tiny_imagenet_cache_key() -> str:
+    """The cache key of the decoded subset: the zip's official checksum (a new file, a new key)."""
+    (f,) = DATASETS["tiny-imagenet-subset"]
+    return f"tiny-imagenet-subset-{f.sha256[:16]}"
+
+
 def load_tiny_imagenet(
     data_dir: str | os.PathLike | None = None,
     *,
-    download: bool = False,
     verify: bool = True,
-    use_cache: bool = True,
+    cache: ArrayCache | None = None,
 ) -> dict[str, np.ndarray]:
     """The Tiny-ImageNet subset: x_train (20000, 64, 64, 3), x_val (10000, …) uint8, labels.
 
-    The 30k JPEG decode (~1 min on one core) is cached under ``<cache>/decoded``.
+    The 30k JPEG decode takes ~1 min on one core. With ``cache`` (:class:`ArrayCache`) the
+    decoded arrays are read from it under :func:`tiny_imagenet_cache_key` when it holds all of
+    :data:`TINY_ARRAYS`, else decoded and handed to ``cache.put``; without one, decoded.
     """
     (f,) = DATASETS["tiny-imagenet-subset"]
-    root = find_dataset("tiny-imagenet-subset", data_dir, download_missing=download, verify=verify)
-    names = ("wnids", "x_train", "y_train", "x_val", "y_val")
-    build = lambda: decode_tiny_imagenet_zip(root / f.name)  # noqa: E731
-    if not use_cache:
-        return build()
-    return _cached(f"tiny-imagenet-subset-{f.sha256[:16]}", build, names)
+    root = find_dataset("tiny-imagenet-subset", data_dir, verify=verify)
+    key = tiny_imagenet_cache_key()
+    if cache is not None:
+        got = cache.get(key)
+        if got is not None and all(n in got for n in TINY_ARRAYS):
+            return {n: got[n] for n in TINY_ARRAYS}
+    arrays = decode_tiny_imagenet_zip(root / f.name)
+    if cache is not None:
+        cache.put(key, arrays)
+    return arrays
 
 
 def eli5_documents(records: list[dict]) -> list[bytes]:
@@ -454,14 +418,14 @@ ELI5_TEST_FRACTION = 0.1
 
 
 def load_eli5(
-    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True
 ) -> dict[str, np.ndarray]:
     """ELI5-Category as byte-level token streams: ``train`` and ``test`` uint8 arrays.
 
     Each question becomes ``title\\nselftext\\nanswer1\\n…\\n\\n`` in UTF-8; tokens are the raw
     bytes (vocabulary 256, no downloaded tokenizer). Split: :data:`ELI5_TEST_FRACTION`.
     """
-    root = find_dataset("eli5-category", data_dir, download_missing=download, verify=verify)
+    root = find_dataset("eli5-category", data_dir, verify=verify)
     recs = {}
     for f in DATASETS["eli5-category"]:
         with gzip.open(root / f.name, "rb") as fh:
@@ -476,10 +440,10 @@ def load_eli5(
 
 
 def load_shakespeare(
-    data_dir: str | os.PathLike | None = None, *, download: bool = False, verify: bool = True
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True
 ) -> dict[str, np.ndarray]:
     """tinyshakespeare as bytes: first 90% ``train``, last 10% ``test`` (nanoGPT's split)."""
-    root = find_dataset("tinyshakespeare", data_dir, download_missing=download, verify=verify)
+    root = find_dataset("tinyshakespeare", data_dir, verify=verify)
     raw = np.frombuffer((root / "input.txt").read_bytes(), np.uint8).copy()
     cut = int(0.9 * raw.size)
     return {"train": raw[:cut], "test": raw[cut:]}

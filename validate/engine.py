@@ -91,6 +91,45 @@ DIVERGE_FACTOR = 3.0
 EVAL_CHUNK = 512
 
 
+def set_tf32(enabled: bool) -> dict[str, bool]:
+    """Let float32 matmuls and cuDNN convolutions on a GPU use TF32 (``enabled``) or not.
+
+    TF32 rounds the inputs of a float32 product to 10 mantissa bits: several times faster on
+    tensor cores, but the results are not those of float32 arithmetic, so it is an explicit
+    choice that a caller records with its results (and keys stored results on). torch's own
+    defaults differ (matmuls off, cuDNN convolutions on); this sets both. No effect on a CPU.
+
+    Returns:
+      The settings now in force: ``{"matmul_tf32": bool, "cudnn_tf32": bool}``.
+
+    Examples:
+      >>> set_tf32(False)
+      {'matmul_tf32': False, 'cudnn_tf32': False}
+    """
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    return {
+        "matmul_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
+def chunk_for_memory(n_models: int, per_model_bytes: float, free_bytes: float) -> int | None:
+    """Models per vmapped pass so that their activations fit in ``free_bytes`` (None: all fit).
+
+    Examples:
+      >>> chunk_for_memory(1000, 2e8, 4e10), chunk_for_memory(10, 2e8, 4e10)
+      (200, None)
+    """
+    if n_models < 1 or not per_model_bytes > 0 or not free_bytes > 0:
+        raise ValueError(
+            f"need n_models >= 1 and positive sizes; got {n_models=} {per_model_bytes=} "
+            f"{free_bytes=}"
+        )
+    fit = int(free_bytes // per_model_bytes)
+    return None if fit >= n_models else max(1, fit)
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -385,6 +424,7 @@ class _Batched:
         model_chunk: int | None,
     ) -> None:
         self.data, self.eval_chunk, self.model_chunk = data, eval_chunk, model_chunk
+        self.shrunk = 0  # times model_chunk was halved after an out-of-memory error
 
         def loss_fn(p, b, x, y):
             return workload.loss(functional_call(template, (p, b), (x,)), y)
@@ -401,6 +441,15 @@ class _Batched:
         ordinary backward, cheaper than ``vmap(grad(...))`` (no per-op functorch transform in
         the backward) and the result lands in the flat layout with no concatenation.
         """
+        while True:
+            try:
+                return self._grads(st, x, y)
+            except torch.OutOfMemoryError:
+                pass  # leave the except block first: its traceback holds the failed pass
+            # nothing was updated yet: retry with half the models a pass
+            self._shrink(st)
+
+    def _grads(self, st: _Stacked, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         g = torch.empty_like(st.flat)
         for i, j in self._chunks(st):
             flat = st.flat[i:j].detach().requires_grad_(True)
@@ -411,6 +460,20 @@ class _Batched:
             losses = self._loss(params, buffers, x[i:j], y[i:j])
             (g[i:j],) = torch.autograd.grad(losses.sum(), flat)
         return g
+
+    def _shrink(self, st: _Stacked) -> None:
+        """After an out-of-memory error: halve the models per pass (results do not change:
+        the models are independent), or re-raise when one model a pass does not fit."""
+        n = st.flat.shape[0]
+        current = min(self.model_chunk or n, n)
+        if current <= 1:
+            raise torch.OutOfMemoryError(
+                "one model a pass does not fit in the device memory; use a smaller batch size"
+            )
+        self.model_chunk = max(1, current // 2)
+        self.shrunk += 1
+        if st.flat.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _chunks(self, st: _Stacked) -> list[tuple[int, int]]:
         """Row ranges of at most ``model_chunk`` models (all at once when None)."""
@@ -427,6 +490,15 @@ class _Batched:
         2–3× slower than separate ones (measured on fmnist-cnn). On a GPU the vmapped
         evaluation is one big launch per layer and wins.
         """
+        while True:
+            try:
+                return self._eval_all(st)
+            except torch.OutOfMemoryError:
+                pass  # leave the except block first: its traceback holds the failed pass
+            # nothing was updated yet: retry with half the models a pass
+            self._shrink(st)
+
+    def _eval_all(self, st: _Stacked) -> torch.Tensor:
         xe, ye = self.data.x_eval, self.data.y_eval
         n = int(xe.shape[0])
         tot = torch.zeros(st.lr.shape[0], dtype=torch.float64, device=st.flat.device)
@@ -445,6 +517,52 @@ class _Batched:
                 xc, yc = xe[i : i + self.eval_chunk], ye[i : i + self.eval_chunk]
                 tot[a:b] += self._eval(params, buffers, xc, yc).double() * xc.shape[0]
         return (tot / n).cpu()
+
+
+def auto_model_chunk(
+    workload: Workload,
+    data: Data,
+    batch_size: int,
+    n_models: int,
+    device: str,
+    *,
+    memory_fraction: float = 0.7,
+) -> int | None:
+    """``model_chunk`` for :func:`train_group` from the device's free memory (None on a CPU).
+
+    Measures the peak memory of one model's training step at this batch size on ``device``
+    (a probe, ~2 steps), subtracts what the group keeps resident (parameters, Adam moments,
+    gradients: 4 copies of n_models × P floats, plus a fork's copy), and fits the rest:
+    :func:`chunk_for_memory` with ``memory_fraction`` of the free memory. ``train_group``
+    also halves its chunk after an out-of-memory error, so this is a starting point.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    model = _init_model(workload, 0, device)
+    template = copy.deepcopy(model).to("meta")
+    params, buffers = stack_module_state([model])
+    lr = torch.ones(1, device=device, dtype=next(iter(params.values())).dtype)
+    st = _Stacked.from_dicts(params, buffers, lr)
+    data = data.to(device) if data.x_train.device != dev else data
+    eng = _Batched(workload, template, data, EVAL_CHUNK, None)
+    keys = torch.tensor([stream_seed(0)], dtype=torch.int64, device=device)
+    x, y = _sample(data, keys, 0, int(batch_size), None, None)
+    eng.grads(st, x, y)  # warm-up: kernels, workspaces
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    base = torch.cuda.memory_allocated(dev)
+    eng.grads(st, x, y)
+    torch.cuda.synchronize(dev)
+    per_model = max(1, torch.cuda.max_memory_allocated(dev) - base)
+    n_params = int(st.flat.shape[1]) * st.flat.element_size()
+    del st, eng, params, buffers, model, x, y
+    torch.cuda.empty_cache()
+    free, _total = torch.cuda.mem_get_info(dev)
+    room = memory_fraction * free - 5 * n_models * n_params
+    if room <= per_model:
+        return 1
+    return chunk_for_memory(int(n_models), float(per_model), float(room))
 
 
 def _batched_steps(

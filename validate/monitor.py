@@ -231,7 +231,18 @@ class NoiseScaleMonitor:
             dist.all_reduce(t, group=self.process_group)
 
     def _mean_over_ranks(self, x: float) -> float:
-        t = torch.tensor([x], dtype=torch.float64)
+        # NCCL reduces only CUDA tensors: put the scalar where the process group can reduce it
+        device = torch.device("cpu")
+        if self.all_reduce is None:
+            import torch.distributed as dist
+
+            if (
+                dist.is_available()
+                and dist.is_initialized()
+                and dist.get_backend(self.process_group) == "nccl"
+            ):
+                device = torch.device("cuda", torch.cuda.current_device())
+        t = torch.tensor([x], dtype=torch.float64, device=device)
         self._reduce(t)
         return float(t[0]) / self._world()
 

@@ -235,19 +235,28 @@ _CACHE: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
 
 def load_workload(
-    preset: Preset, *, data_dir: str | None = None, download: bool = False, device: str = "cpu"
+    preset: Preset,
+    *,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    decoded_cache: Any = None,
 ) -> tuple[Any, Any]:
     """The preset's workload and its data on ``device`` (cached in this process).
+
+    ``decoded_cache``: where decoded arrays may be kept between runs
+    (:func:`validate.workloads.decoded_cache`; None: decode).
 
     Raises the registry's ``ValueError`` or the data module's ``FileNotFoundError``.
     """
     from validate.workload import factory, get_workload
+    from validate.workloads import decoded_cache as using
 
     # keyed on the factory too: a re-registered name is a new workload
-    key = (preset.workload, factory(preset.workload), preset.size, data_dir, download, device)
+    key = (preset.workload, factory(preset.workload), preset.size, data_dir, device)
     if key not in _CACHE:
-        wl = get_workload(preset.workload, size=preset.size, data_dir=data_dir, download=download)
-        _CACHE[key] = (wl, wl.load_data(data_dir, device))
+        wl = get_workload(preset.workload, size=preset.size, data_dir=data_dir)
+        with using(decoded_cache):
+            _CACHE[key] = (wl, wl.load_data(data_dir, device))
     return _CACHE[key]
 
 
@@ -257,7 +266,7 @@ def run_unit(
     *,
     trainer: Trainer | None = None,
     data_dir: str | None = None,
-    download: bool = False,
+    decoded_cache: Any = None,
     device: str = "cpu",
     threads: int | None = None,
     checkpoints: Checkpoints | None = None,
@@ -269,7 +278,7 @@ def run_unit(
 
         torch.set_num_threads(int(threads))
     t0 = time.perf_counter()
-    wl, data = load_workload(preset, data_dir=data_dir, download=download, device=device)
+    wl, data = load_workload(preset, data_dir=data_dir, device=device, decoded_cache=decoded_cache)
     fn = trainer or _default_trainer()
     extra: dict[str, Any] = {}
     if checkpoints is not None and checkpoint_every is not None:
@@ -368,7 +377,7 @@ def run_sweep(
     workers: int | None = None,
     trainer: Trainer | None = None,
     data_dir: str | os.PathLike | None = None,
-    download: bool = False,
+    decoded_cache: Any = None,
     threads: int | None = None,
     checkpoint_every: float | None = CHECKPOINT_EVERY,
     on_unit: Callable[[Unit, int], None] | None = None,
@@ -390,8 +399,10 @@ def run_sweep(
         units), 1 on a local GPU.
       trainer: a :func:`validate.engine.train_group`-compatible function (default: that one);
         must be importable by name for the process-pool and Ray backends.
-      data_dir: dataset folder, used alone (None: the data module's search path).
-      download: fetch a missing dataset from its official URL.
+      data_dir: dataset folder, used alone (None: the data module's search path). The
+        datasets must be there already (this package fetches nothing).
+      decoded_cache: a picklable :class:`validate.data.ArrayCache` every process keeps
+        decoded arrays in (None: each process decodes).
       threads: torch threads per pool / Ray worker (default 1: one worker per core is faster
         than fewer workers with more threads for these small models; in-process units keep
         this process's setting).
@@ -413,7 +424,7 @@ def run_sweep(
 
     store = MemoryStore() if store is None else store
     ddir = None if data_dir is None else os.fspath(data_dir)
-    wl, data = load_workload(preset, data_dir=ddir, download=download, device="cpu")
+    wl, data = load_workload(preset, data_dir=ddir, device="cpu", decoded_cache=decoded_cache)
     store.bind(sweep_key(preset, fingerprint(wl, data), device=device, trainer=trainer))
     units = plan_units(preset)
     done = store.done_units()
@@ -434,7 +445,7 @@ def run_sweep(
     opts = dict(
         trainer=trainer,
         data_dir=ddir,
-        download=download,
+        decoded_cache=decoded_cache,
         device=device,
         checkpoints=ckpts,
         checkpoint_every=checkpoint_every,

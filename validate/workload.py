@@ -30,7 +30,11 @@ _REGISTRY: dict[str, Callable[..., Workload]] = dict(BUILTIN)
 
 
 def register(name: str) -> Callable[[Callable[..., Workload]], Callable[..., Workload]]:
-    """Register a workload factory ``factory(size=..., data_dir=..., download=...) -> Workload``."""
+    """Register a workload factory ``factory(size=..., data_dir=..., download=...) -> Workload``.
+
+    ``download`` is accepted for compatibility and should be ignored: the app layer fetches a
+    missing dataset (listed in ``Workload.datasets``) before ``load_data`` runs.
+    """
 
     def deco(factory: Callable[..., Workload]) -> Callable[..., Workload]:
         _REGISTRY[name] = factory

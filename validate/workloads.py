@@ -11,15 +11,23 @@
 Every factory takes ``size="smoke"|"paper"`` (smoke: a tiny model on a data subset so CPU runs
 take seconds; paper: the scale of THEORY.md's Table 1), ``data_dir=None`` and
 ``download=False``; ``load_data(data_dir, device)`` uses its own ``data_dir`` argument when
-given, else the factory's. The held-in evaluation subset (``Data.x_eval``) is a fixed random
-subset of the training set drawn with :data:`EVAL_SEED`, the same for every run.
+given, else the factory's. ``download`` is accepted for compatibility and ignored: this
+package only reads, and the app layer (:mod:`surgelab.datasets`) fetches a missing dataset
+before a workload loads it. Decoded arrays are kept between runs only inside
+:func:`decoded_cache` (the app layer passes its disk cache there).
+
+The held-in evaluation subset (``Data.x_eval``) is a fixed random subset of the training set
+drawn with :data:`EVAL_SEED`, the same for every run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -72,16 +80,44 @@ def _to_data(
     return Data(t(x_train), t(y_train), t(x_train[ev]), t(y_train[ev]), t(x_test), t(y_test))
 
 
+_DECODED_CACHE: contextvars.ContextVar[vdata.ArrayCache | None] = contextvars.ContextVar(
+    "surgelab_decoded_cache", default=None
+)
+
+
+@contextlib.contextmanager
+def decoded_cache(cache: vdata.ArrayCache | None) -> Iterator[None]:
+    """Within this block the built-in workloads' ``load_data`` keep decoded arrays in ``cache``
+    (a hashable :class:`validate.data.ArrayCache`; None: decode every time, the default).
+
+    Examples:
+      >>> with decoded_cache(None):
+      ...     synthetic_mlp().load_data().n_train
+      4096
+    """
+    token = _DECODED_CACHE.set(cache)
+    try:
+        yield
+    finally:
+        _DECODED_CACHE.reset(token)
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_load(kind: str, data_dir: str | None, download: bool) -> dict[str, np.ndarray]:
+def _parsed(kind: str, data_dir: str | None, cache: Any) -> dict[str, np.ndarray]:
     # One parse per process and dataset: a sweep calls load_data once per batch-size group.
+    if kind == "tiny-imagenet-subset":
+        return vdata.load_tiny_imagenet(data_dir, cache=cache)
     loader = {
         "fashion-mnist": vdata.load_fashion_mnist,
-        "tiny-imagenet-subset": vdata.load_tiny_imagenet,
         "eli5-category": vdata.load_eli5,
         "tinyshakespeare": vdata.load_shakespeare,
     }[kind]
-    return loader(data_dir, download=download)
+    return loader(data_dir)
+
+
+def _cached_load(kind: str, data_dir: str | None) -> dict[str, np.ndarray]:
+    cache = _DECODED_CACHE.get() if kind == "tiny-imagenet-subset" else None
+    return _parsed(kind, data_dir, cache)
 
 
 def _dir(arg: Any, default: Any) -> str | None:
@@ -156,6 +192,8 @@ def fmnist_cnn(size: str = "smoke", data_dir: Any = None, download: bool = False
     paper: conv 16 → conv 32 → fc 128 → fc 64 → fc 10 (≈ 0.22 M params), all 60k training
     images, 2,000 held-in for the target loss. smoke: conv 4 → conv 8 → fc 32 → fc 32 → fc 10
     (≈ 14 k params) on a fixed 6,000-image subset, 500 held-in.
+
+    ``download`` is ignored (kept for the factory signature): the app layer fetches first.
     """
     _check_size(size)
     if size == "smoke":
@@ -166,7 +204,7 @@ def fmnist_cnn(size: str = "smoke", data_dir: Any = None, download: bool = False
         targets, max_steps = (0.8, 0.6, 0.5, 0.4, 0.35), 20_000
 
     def load(dd: Any = None, device: Any = "cpu") -> Data:
-        a = _cached_load("fashion-mnist", _dir(dd, data_dir), download)
+        a = _cached_load("fashion-mnist", _dir(dd, data_dir))
         return _to_data(
             a["x_train"], a["y_train"], a["x_test"], a["y_test"], n_train, n_eval, device
         )
@@ -212,6 +250,8 @@ def tinyimagenet_resnet18(
     20k), 2,000 held-in; targets from the paper's 5.213 → 4.633 (initial loss ln 200 = 5.30).
     smoke: width 8, one block per stage, the first 10 classes (1,000 training images), images
     average-pooled 2×2 to 32×32 (4× cheaper on a CPU), 100 held-in.
+
+    ``download`` is ignored (kept for the factory signature): the app layer fetches first.
     """
     _check_size(size)
     if size == "smoke":
@@ -222,7 +262,7 @@ def tinyimagenet_resnet18(
         targets, max_steps, pool = (5.213, 5.0, 4.8, 4.633), 20_000, 1
 
     def load(dd: Any = None, device: Any = "cpu") -> Data:
-        a = _cached_load("tiny-imagenet-subset", _dir(dd, data_dir), download)
+        a = _cached_load("tiny-imagenet-subset", _dir(dd, data_dir))
         xtr, ytr, xte, yte = a["x_train"], a["y_train"], a["x_val"], a["y_val"]
         if n_classes < 200:
             keep, keep_te = ytr < n_classes, yte < n_classes
@@ -271,7 +311,6 @@ def _gpt_workload(
     kind: str,
     size: str,
     data_dir: Any,
-    download: bool,
     targets_paper: tuple[float, ...],
     targets_smoke: tuple[float, ...],
 ) -> Workload:
@@ -284,7 +323,7 @@ def _gpt_workload(
         targets, max_steps = targets_paper, 20_000
 
     def load(dd: Any = None, device: Any = "cpu") -> Data:
-        a = _cached_load(kind, _dir(dd, data_dir), download)
+        a = _cached_load(kind, _dir(dd, data_dir))
         xtr, ytr = lm_windows(a["train"], arch["ctx"])
         xte, yte = lm_windows(a["test"], arch["ctx"])
         return _to_data(xtr, ytr, xte, yte, n_train, n_eval, device)
@@ -314,26 +353,29 @@ def eli5_gpt(size: str = "smoke", data_dir: Any = None, download: bool = False) 
     """Simplified DistilGPT2 on ELI5-Category bytes (Table 1 rows 3–4; further steps 50).
 
     Train/test split: :data:`validate.data.ELI5_TEST_FRACTION` (by question).
+
+    ``download`` is ignored (kept for the factory signature): the app layer fetches first.
     """
     return _gpt_workload(
         "eli5-gpt",
         "eli5-category",
         size,
         data_dir,
-        download,
         targets_paper=(2.6, 2.3, 2.0, 1.8),
         targets_smoke=(3.2, 3.0),
     )
 
 
 def shakespeare_gpt(size: str = "smoke", data_dir: Any = None, download: bool = False) -> Workload:
-    """The same GPT on tinyshakespeare bytes (a small character-level fallback corpus)."""
+    """The same GPT on tinyshakespeare bytes (a small character-level fallback corpus).
+
+    ``download`` is ignored (kept for the factory signature): the app layer fetches first.
+    """
     return _gpt_workload(
         "shakespeare-gpt",
         "tinyshakespeare",
         size,
         data_dir,
-        download,
         targets_paper=(2.4, 2.1, 1.9, 1.7),
         targets_smoke=(3.0, 2.8),
     )
