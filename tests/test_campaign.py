@@ -331,6 +331,44 @@ def test_units_known_not_to_fit_are_left_for_later(tmp_path):
     assert all(u["lower_bound_s"] == 1e6 for u in res["units_left"])
 
 
+def test_a_unit_cut_by_its_box_is_recorded_and_bounds_the_projection(tmp_path, monkeypatch):
+    """A unit still running at its box end is stopped at an evaluation: nothing of it is
+    stored, the cut records how long it ran and its rate, and the projection takes the rate
+    × the step budget as the upper bound of that batch size's units."""
+
+    def endless(*args, on_progress, **kw):  # a group that never finishes: 10 steps / 20 ms
+        while True:
+            time.sleep(0.02)
+            on_progress(10)
+
+    monkeypatch.setattr(engine, "train_group", endless)
+    job = campaign.job_named("tiny", "mlp-adam")
+    folder = tmp_path / "j"
+    spec = {
+        "name": job.name,
+        "kind": "sweep",
+        "preset": "tiny",
+        "device": "cpu",
+        "data_dir": None,
+        "tf32": False,
+        "deadline": time.time() + 2.5,  # a unit starts only with >= 1 s left
+        "folder": str(folder),
+        "cuts": {},
+        "max_units": None,
+    }
+    res = campaign.run_sweep_job(spec)
+    assert res["status"] == "cut" and res["units_run"] == []
+    ((tag, cut),) = res["cuts"].items()
+    assert tag == "seeds_000-000.sqlite/B64_s0" and cut["batch_size"] == 64
+    assert 0.5 < cut["after_s"] < 2.5 and cut["steps"] >= 100
+    assert 0.0019 < cut["s_per_step_after_first"] < 0.006  # 20 ms a stretch; sleep overshoots
+    proj = campaign.projection(job, folder, res["cuts"])
+    assert proj["units_done"] == 0 and proj["units_unknown"] == 9
+    per_unit = cut["first_stretch_s"] + cut["s_per_step_after_first"] * 300  # max_steps 300
+    assert proj["units_unknown_upper_bound_s"] == pytest.approx(3 * per_unit)  # 3 rounds of B64
+    assert proj["units_unknown_lower_bound_s"] == pytest.approx(3 * cut["after_s"])
+
+
 def test_ticker_stops_a_unit_before_the_deadline():
     tick = campaign._Ticker(time.time() + 3600)
     tick(10)
