@@ -555,12 +555,23 @@ def device_facts(device: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- stores
 
 
-def block_key(block_preset: Any, workload_fp: dict[str, Any], device: str, tf32: bool) -> dict:
-    """The key of a round block's store: :func:`validate.sweep.sweep_key` plus TF32."""
+#: Units with at most this batch size run their steps captured when ``capture`` asks for it
+#: (small batches are launch-bound; larger ones gain little and run eagerly).
+CAPTURE_MAX_BATCH = 64
+
+
+def block_key(
+    block_preset: Any, workload_fp: dict[str, Any], device: str, tf32: bool, capture: str = "none"
+) -> dict:
+    """The key of a round block's store: :func:`validate.sweep.sweep_key` plus TF32 (and the
+    capture, when it is not "none", so eager keys are unchanged)."""
     from validate.sweep import sweep_key
 
     key = sweep_key(block_preset, workload_fp, device=device)
     key["engine"]["tf32"] = bool(tf32)
+    if capture != "none":
+        key["engine"]["capture"] = capture
+        key["engine"]["capture_max_batch"] = CAPTURE_MAX_BATCH
     return key
 
 
@@ -760,6 +771,7 @@ def _sweep_units(job: Job, spec: dict[str, Any], res: dict[str, Any], cuts: dict
     deadline = float(spec["deadline"])
     device = spec["device"]
     cuda = device.startswith("cuda")
+    capture = spec.get("capture", "none")
     if cuda:
         res["precision"] = engine.set_tf32(bool(spec["tf32"]))
         torch.cuda.reset_peak_memory_stats()
@@ -776,7 +788,7 @@ def _sweep_units(job: Job, spec: dict[str, Any], res: dict[str, Any], cuts: dict
         if stop:
             break
         with SweepStore(folder / store_name(bp), checkpoints=False) as store:
-            store.bind(block_key(bp, fp, device, bool(spec["tf32"]) and cuda))
+            store.bind(block_key(bp, fp, device, bool(spec["tf32"]) and cuda, capture))
             done = store.done_units()
             for u in job.units(bp):
                 if u.unit_id in done:
@@ -827,6 +839,7 @@ def _sweep_units(job: Job, spec: dict[str, Any], res: dict[str, Any], cuts: dict
                         device=device,
                         on_progress=tick,
                         model_chunk=chunk,
+                        capture=capture if u.batch_size <= CAPTURE_MAX_BATCH else "none",
                     )
                 except (OutOfTime, KeyboardInterrupt) as exc:
                     wall = time.perf_counter() - t1
@@ -854,7 +867,10 @@ def _sweep_units(job: Job, spec: dict[str, Any], res: dict[str, Any], cuts: dict
                     "wall_s": wall,
                     "group_steps": steps,
                     "s_per_step": wall / max(1, steps),
+                    "engine": rows[0]["engine"] if rows else None,
                 }
+                if rows and rows[0].get("capture_note"):
+                    info["capture_note"] = rows[0]["capture_note"]
                 history.append(info)
                 res["units_run"].append(dict(info, model_chunk=chunk, **tick.timing()))
     if cuda:
@@ -964,12 +980,20 @@ def run_engine_bench_job(spec: dict[str, Any]) -> dict[str, Any]:
         from validate import engine
 
         engine.set_tf32(bool(spec["tf32"]))
-    summary, _rows = bench(name, device=spec["device"], data_dir=spec["data_dir"], **kw)
+    summary, _rows = bench(
+        name,
+        device=spec["device"],
+        data_dir=spec["data_dir"],
+        capture=spec.get("capture", "none"),
+        **kw,
+    )
     keep = (
         "workload batch_size n_models max_steps single_s batched_s ratio single_cuda_s "
         "batched_cuda_s batched_model_steps_per_s batched_model_examples_per_s "
         "train_flops_per_example batched_train_flops_per_s fp32_peak_flops "
-        "fraction_of_fp32_peak same_steps max_abs_loss_diff"
+        "fraction_of_fp32_peak same_steps max_abs_loss_diff capture capture_used capture_note "
+        "activation_bytes_per_example batched_activation_bytes_per_s device_name "
+        "memory_bandwidth_peak fraction_of_bandwidth_peak"
     ).split()
     return {
         "status": "done" if summary["same_steps"] else "failed",
@@ -1230,7 +1254,9 @@ def unpack(archive: Path, dest: Path) -> None:
 # ----------------------------------------------------------------------------- resume
 
 
-def load_previous(path: Path, preset: str, device: str, tf32: bool) -> dict[str, Any]:
+def load_previous(
+    path: Path, preset: str, device: str, tf32: bool, capture: str = "none"
+) -> dict[str, Any]:
     """The ``campaign.json`` of an earlier output folder, checked against this run."""
     cj = path / CAMPAIGN_JSON
     if not cj.is_file():
@@ -1249,6 +1275,8 @@ def load_previous(path: Path, preset: str, device: str, tf32: bool) -> dict[str,
         diffs.append(f"--device {prev.get('device')} (this run: {device})")
     if bool(prev.get("tf32")) != bool(tf32):
         diffs.append(f"--tf32 {bool(prev.get('tf32'))} (this run: {bool(tf32)})")
+    if prev.get("capture", "none") != capture:
+        diffs.append(f"--capture {prev.get('capture', 'none')} (this run: {capture})")
     if diffs:
         raise CampaignError(
             f"--resume-from {str(path)!r} holds results of another configuration: "
@@ -1267,7 +1295,7 @@ def load_previous(path: Path, preset: str, device: str, tf32: bool) -> dict[str,
 
 
 def check_resumed_stores(
-    job: Job, folder: Path, data_dir: str | None, device: str, tf32: bool
+    job: Job, folder: Path, data_dir: str | None, device: str, tf32: bool, capture: str = "none"
 ) -> None:
     """Every unpacked store of ``job`` must hold this run's key; else name what differs."""
     from validate import sweep
@@ -1287,7 +1315,7 @@ def check_resumed_stores(
     fp = fingerprint(wl, data)
     for name, path in sorted(stores.items()):
         old = read_store(path)["key"]
-        new = json.loads(json.dumps(block_key(blocks[name], fp, device, tf32)))
+        new = json.loads(json.dumps(block_key(blocks[name], fp, device, tf32, capture)))
         if old != new:
             diff = ", ".join(sweep.key_diff(old or {}, new)) or "the key"
             raise CampaignError(
@@ -1316,6 +1344,7 @@ class Plan:
     max_units: int | None
     work: Path | None
     config: dict[str, Any]
+    capture: str = "none"  # the sweep jobs' engine steps (B <= CAPTURE_MAX_BATCH), keyed
 
 
 def run(plan: Plan, t_start: float, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -1324,7 +1353,7 @@ def run(plan: Plan, t_start: float, say: Callable[[str], None] = print) -> dict[
     runnable, skipped = check_data(plan.jobs, plan.data_dir, plan.explicit)
     prev = None
     if plan.resume_from is not None:
-        prev = load_previous(plan.resume_from, plan.preset, plan.device, plan.tf32)
+        prev = load_previous(plan.resume_from, plan.preset, plan.device, plan.tf32, plan.capture)
     work = Path(tempfile.mkdtemp(prefix="surgelab-campaign-", dir=plan.work))
     try:
         prev_jobs: dict[str, Any] = (prev or {}).get("jobs", {})
@@ -1337,7 +1366,12 @@ def run(plan: Plan, t_start: float, say: Callable[[str], None] = print) -> dict[
                     unpack(arch, work / job.name)
                     if job in runnable:  # the ones this run adds to
                         check_resumed_stores(
-                            job, work / job.name, plan.data_dir, plan.device, plan.tf32
+                            job,
+                            work / job.name,
+                            plan.data_dir,
+                            plan.device,
+                            plan.tf32,
+                            plan.capture,
                         )
         # --- nothing has been written to --out before this line
         plan.out.mkdir(parents=True, exist_ok=True)
@@ -1361,6 +1395,7 @@ def run(plan: Plan, t_start: float, say: Callable[[str], None] = print) -> dict[
             "preset": plan.preset,
             "device": plan.device,
             "tf32": plan.tf32,
+            "capture": plan.capture,
             "commit": window["commit"],
             "code_digest": code,
             "config": plan.config,
@@ -1484,6 +1519,7 @@ def _run_one(
         "device": plan.device,
         "data_dir": plan.data_dir,
         "tf32": plan.tf32,
+        "capture": plan.capture,
         "deadline": time.time() + box,
         "folder": str(folder),
         "cuts": old.get("cuts") or {},

@@ -438,6 +438,10 @@ def _optimizer_label(d: Path) -> str:
     return f"Adam (β1 = {b1:g}, β2 = {b2:g})"
 
 
+def _lr_ok(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
 def sweep_evidence(d: Path) -> Any:
     """The measured best lrs of a sweep folder as :class:`validate.advise.Evidence`; None if
     the folder holds no sweep summary with best lrs.
@@ -465,9 +469,12 @@ def sweep_evidence(d: Path) -> Any:
     try:
         if (d / "best_lr.csv").is_file():
             for r in read_table(d / "best_lr.csv"):
+                if r.get("rule", "further") != "further":  # the paper's rule's optimum only
+                    continue
                 if target is None or float(r.get("target", target)) == float(target):
                     k = np.isclose(b, float(r["batch_size"]))
                     censored[k] |= str(r.get("at_edge")).lower() in ("true", "1")
+                    censored[k] |= str(r.get("censored")).lower() in ("low", "high")
         if (d / "points.csv").is_file():
             tried: dict[float, set[float]] = {}
             for r in read_table(d / "points.csv"):
@@ -479,9 +486,12 @@ def sweep_evidence(d: Path) -> Any:
                     j = grid.index(e[i])
                     lo[i] = grid[j - 1] if j > 0 else math.nan
                     hi[i] = grid[j + 1] if j + 1 < len(grid) else math.nan
+        for i, r in enumerate(r for r in summary["best_lr"] if _lr_ok(r.get("lr"))):
+            if _lr_ok(r.get("lo")) and _lr_ok(r.get("hi")):  # the optimum's bootstrap interval
+                lo[i], hi[i] = float(r["lo"]), float(r["hi"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"--from: {d} holds a table this version cannot read ({exc})") from None
-    b_crit = summary.get("b_noise")
+    b_crit = summary.get("b_crit", summary.get("b_noise"))
     fitted, loo = {}, {}
     if isinstance(b_crit, (int, float)) and math.isfinite(b_crit) and b_crit > 0:
         for law in A.LAWS:

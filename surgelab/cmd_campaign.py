@@ -119,6 +119,9 @@ class CampaignConfig(Config):
     )
     jobs: tuple[str, ...] = opt((), "only these jobs (default: all, in priority order)")
     tf32: bool = opt(False, "let float32 matmuls/convolutions use TF32 on the GPU (recorded)")
+    capture: Literal["none", "compile", "graph"] = opt(
+        "none", "engine steps of sweep units with B <= 64 (falls back to eager; keyed)"
+    )
     isolate: bool | None = opt(
         None, "run each job in its own process, stopped at its box end (default: on a GPU)"
     )
@@ -210,6 +213,7 @@ def run_campaign(cfg: CampaignConfig, run: RunDir | None) -> int:
         jobs=campaign.jobs_of(cfg.preset, cfg.jobs),
         explicit=bool(cfg.jobs),
         tf32=cfg.tf32,
+        capture=cfg.capture,
         isolate=cfg.isolated,
         max_units=cfg.max_units,
         work=None if cfg.work is None else Path(cfg.work).expanduser(),

@@ -294,8 +294,14 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
             "predicted (Theorem 2) / measured best sign-step lr, geometric mean over B",
         )
         item(
+            "ratio_sgd_full_geomean",
+            "predicted (McCandlish, full tr(H Sigma)) / measured best SGD-step lr, geometric "
+            "mean over B",
+        )
+        item(
             "ratio_sgd_geomean",
-            "predicted (McCandlish) / measured best SGD-step lr, geometric mean over B",
+            "predicted (McCandlish, diagonal Sigma only) / measured best SGD-step lr, geometric "
+            "mean over B",
         )
 
     verdicts = [
@@ -307,11 +313,16 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
         + f"; B_simple = {_fmt(bs)}"
     ]
     per_batch = s["checkpoints"][-1]["per_batch"] if s.get("checkpoints") else []
-    for upd, law in (("sign", "Theorem 2"), ("sgd", "McCandlish")):
+    laws = (
+        ("sign", "lr_pred_sign", "Theorem 2", "ratio_sign_geomean"),
+        ("sgd", "lr_pred_sgd_full", "McCandlish (full tr(H Sigma))", "ratio_sgd_full_geomean"),
+        ("sgd", "lr_pred_sgd", "McCandlish (diagonal Sigma)", "ratio_sgd_geomean"),
+    )
+    for upd, pred_key, law, ratio_key in laws:
         inside, outside, censored = [], [], []
         for r in per_batch:
             p, lo, hi = (
-                _num(r.get(k)) for k in (f"lr_pred_{upd}", f"lr_meas_{upd}_lo", f"lr_meas_{upd}_hi")
+                _num(r.get(k)) for k in (pred_key, f"lr_meas_{upd}_lo", f"lr_meas_{upd}_hi")
             )
             if r.get(f"lr_meas_{upd}_edge"):
                 censored.append(r["batch_size"])
@@ -334,7 +345,7 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
         verdicts.append(
             f"{upd} step: {law}'s predicted best lr lies {'; '.join(parts) or 'nowhere decided'} "
             f"of the measured {ci:.0%} one-step interval (geometric mean pred/meas "
-            f"{_fmt(s.get(f'ratio_{upd}_geomean'))})"
+            f"{_fmt(s.get(ratio_key))})"
         )
     n = len(s.get("checkpoints", []))
     for key, name in (
@@ -379,6 +390,7 @@ def build_summary(
             "regime_bound_floor",
             "ratio_sign_geomean",
             "ratio_sgd_geomean",
+            "ratio_sgd_full_geomean",
             "notes",
         )
         if k in last

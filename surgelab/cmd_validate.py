@@ -7,13 +7,17 @@
     sweep.sqlite     the resumable store (``--out SAME_DIR`` resumes), keyed on the workload's
                      fingerprint, the grid and the engine settings (a stale store is refused)
     sweep.checkpoints/  state of units in progress (every --checkpoint-every seconds)
-    points.csv       one row per (batch_size, lr, seed, target)
-    fits.csv         one row per target: B_noise, S_min, ε_max and fit errors of the laws
-    best_lr.csv      one row per (target, batch size): best lr, S, E, the laws' predictions
+    points.csv       one row per (batch_size, lr, seed, target) (grid extensions included)
+    best_lr.csv      target, batch_size, rule, lr, lo, hi, censored (+ grid_lr, value, ...):
+                     the optimum by the paper's rule (``further``) and by fewest ``steps``
+    loo.csv          target, law, err, lo, hi (+ diff to the best baseline and its interval)
+    b_crit.csv       target, value, lo, hi: the S–E B_crit (Eq. 22) and its interval
+    fits.csv         one row per target: B_crit, S_min, ε_max, fit / LOO errors, verdict
+                     (estimators: validate.optimum; tables: validate.fits.summarise)
     summary.json     headline figures (validate.fits.summarise) + ``headline`` / ``verdicts``
                      + wall time: ``wall_s`` of this invocation, ``units_wall_s`` summed over
                      all stored units, ``n_units`` / ``n_units_trained``
-    heatmap_*.png, se_fit.png, b_noise_vs_target.png
+    heatmap_*.png, optimum_vs_b_*.png, se_fit.png, b_noise_vs_target.png (S–E B_crit)
 
 Ctrl-C stops the sweep within seconds (workers are stopped, finished units stay in the store)
 and prints how to resume; the exit status is 130.
@@ -152,6 +156,11 @@ class SweepConfig(Config):
         lo=0,
         lo_open=True,
     )
+    capture: Literal["none", "compile", "graph"] = opt(
+        "none",
+        "run the training steps eagerly, under torch.compile, or as a CUDA graph (GPU); falls "
+        "back to eager when it cannot (rows say what ran); stored apart from eager results",
+    )
 
     def check(self) -> None:
         if self.address is not None and self.backend != "ray":
@@ -188,14 +197,15 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     t = summary.get("primary_target")
     items: list[dict[str, Any]] = []
     verdicts: list[str] = []
-    if summary.get("b_noise") is not None:
+    if summary.get("b_crit") is not None:
+        # key "b_noise": the summary's alias of b_crit, kept for older readers
         items.append(
             {
                 "key": "b_noise",
-                "label": f"S–E B_crit (steps–examples fit at target loss {_fmt(t)})",
-                "value": summary["b_noise"],
-                "lo": summary.get("b_noise_lo"),
-                "hi": summary.get("b_noise_hi"),
+                "label": f"S–E B_crit (steps–examples fit, Eq. 22, at target loss {_fmt(t)})",
+                "value": summary["b_crit"],
+                "lo": summary.get("b_crit_lo"),
+                "hi": summary.get("b_crit_hi"),
             }
         )
     best = [b for b in summary.get("best_lr", []) if b.get("lr") is not None]
@@ -208,7 +218,7 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         items.append(
             {
                 "key": "peak_batch_size",
-                "label": "measured peak (batch size of the largest best lr)",
+                "label": "measured peak (batch size of the largest optimum lr*, paper's rule)",
                 "value": p.x,
             }
         )
@@ -216,7 +226,7 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
         items.append(
             {
                 "key": "eps_max_adam",
-                "label": "ε_max of the Adam law fit",
+                "label": "ε_max of the Adam law fit (Eq. 23 at S–E B_crit)",
                 "value": summary["eps_max_adam"],
             }
         )
@@ -225,23 +235,30 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
             "low": ", the smallest batch size of the grid (censored)",
             "high": ", the largest batch size of the grid (censored: widen the grid)",
         }
-        line = f"best lr peaks at B ≈ {peak.x:.3g} (measured){where.get(peak.censored, '')}"
-        if summary.get("b_noise") is not None:
+        line = (
+            f"measured peak: the optimum lr* is largest at B ≈ {peak.x:.3g}"
+            f"{where.get(peak.censored, '')}"
+        )
+        if summary.get("b_crit") is not None:
             line += (
-                f"; S–E B_crit = {_fmt(summary['b_noise'])} "
-                f"[{_fmt(summary.get('b_noise_lo'))}, {_fmt(summary.get('b_noise_hi'))}]"
+                f"; S–E B_crit = {_fmt(summary['b_crit'])} "
+                f"[{_fmt(summary.get('b_crit_lo'))}, {_fmt(summary.get('b_crit_hi'))}]"
             )
         verdicts.append(line)
-    ranking = summary.get("law_ranking") or []
-    if ranking:
-        errs = ", ".join(f"{law} {_fmt(summary.get(f'loo_err_{law}'))}" for law in ranking)
-        verdicts.append(f"learning-rate laws by leave-one-out log-lr RMS error: {errs}")
-    if summary.get("n_best_at_edge"):
+    by_t = [
+        f"{_fmt(d['target'])}: {_fmt(d['b_crit'])} [{_fmt(d['lo'])}, {_fmt(d['hi'])}]"
+        for d in summary.get("b_crit_by_target") or []
+    ]
+    if len(by_t) > 1:
+        verdicts.append("S–E B_crit by target loss: " + "; ".join(by_t))
+    verdicts += [v for v in summary.get("law_verdicts") or [] if v]
+    n_edge = summary.get("n_best_at_edge")
+    if n_edge:
         verdicts.append(
-            f"at {summary['n_best_at_edge']} batch size(s) the best lr is on the edge of the "
-            "lr grid (censored): widen the lr grid"
+            f"at {n_edge} batch size(s) the optimum (paper's rule) is on the edge of the lr "
+            "grid (censored, kept out of the law fits): widen the lr grid"
         )
-    if summary.get("reason"):
+    if summary.get("reason") and summary["reason"] not in verdicts:
         verdicts.append(f"note: {summary['reason']}")
     return items, verdicts
 
@@ -251,7 +268,7 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
     from surgelab import datasets
     from surgelab.progress import bar, say
     from surgelab.store import SweepStore, read_units
-    from validate import fits, sweep
+    from validate import engine, fits, sweep
 
     assert run is not None
     t0 = time.perf_counter()
@@ -292,6 +309,7 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
                 data_dir=cfg.data_dir,
                 decoded_cache=datasets.disk_cache(),
                 checkpoint_every=cfg.checkpoint_every,
+                trainer=None if cfg.capture == "none" else engine.TRAINERS[cfg.capture],
                 on_plan=on_plan,
                 on_unit=on_unit,
             )
@@ -301,15 +319,20 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
     run.write_table("points.csv", rows)
     run.write_table("fits.csv", summary.pop("fits"))
     run.write_table("best_lr.csv", summary.pop("best"))
+    run.write_table("loo.csv", summary.pop("loo_table"))
+    run.write_table("b_crit.csv", summary.pop("b_crit_table"))
     _figures(run)
+    units = read_units(store_path)
     summary.update(
         preset=preset.name,
         workload=preset.workload,
         device=device,
         # wall_s: this invocation only; a resumed run's earlier units are in units_wall_s
         wall_s=time.perf_counter() - t0,
-        units_wall_s=float(sum(u["wall_s"] or 0.0 for u in read_units(store_path))),
-        n_units=len(sweep.plan_units(preset)),
+        units_wall_s=float(sum(u["wall_s"] or 0.0 for u in units)),
+        # every stored unit: the base grid's and those the grid extension added
+        n_units=len(units),
+        n_units_base=len(sweep.plan_units(preset)),
         n_units_trained=len(trained),
     )
     summary["headline"], summary["verdicts"] = headline(summary)
@@ -330,20 +353,30 @@ def _figures(run: RunDir) -> None:
     points = run.read_table("points.csv")
     fit_rows = run.read_table("fits.csv")
     best = run.read_table("best_lr.csv")
+    loo = run.read_table("loo.csv")
     for f in fit_rows:
+        t = float(f["target"])
         fig, ax = plt.subplots(figsize=(7, 5))
-        plots.plot_heatmap(points, fit_rows, best, float(f["target"]), ax=ax)
-        run.save_figure(fig, f"heatmap_target{float(f['target']):g}.png")
+        plots.plot_heatmap(points, fit_rows, best, t, ax=ax)
+        run.save_figure(fig, f"heatmap_target{t:g}.png")
+        fig, ax = plt.subplots(figsize=(7, 5))
+        run.save_figure(
+            plots.plot_optimum_vs_b(best, fit_rows, loo, t, ax=ax), f"optimum_vs_b_target{t:g}.png"
+        )
     fig, ax = plt.subplots(figsize=(6, 4.5))
     run.save_figure(plots.plot_se_fit(fit_rows, best, ax=ax), "se_fit.png")
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    run.save_figure(plots.plot_b_noise_vs_target(fit_rows, ax=ax), "b_noise_vs_target.png")
+    run.save_figure(
+        # the file keeps its old name (readers and tests look for it); the figure is B_crit's
+        plots.plot_b_crit_vs_target(run.read_table("b_crit.csv"), ax=ax),
+        "b_noise_vs_target.png",
+    )
 
 
 def _print_headline(s: dict[str, Any]) -> None:
     print(
-        f"primary target {_fmt(s['primary_target'])}: B_noise (S–E B_crit) = {_fmt(s['b_noise'])} "
-        f"[{_fmt(s['b_noise_lo'])}, {_fmt(s['b_noise_hi'])}], "
+        f"primary target {_fmt(s['primary_target'])}: S–E B_crit = {_fmt(s['b_crit'])} "
+        f"[{_fmt(s['b_crit_lo'])}, {_fmt(s['b_crit_hi'])}], "
         f"eps_max (Adam) = {_fmt(s['eps_max_adam'])}"
     )
     for v in s["verdicts"]:
@@ -393,6 +426,11 @@ class BenchConfig(Config):
     device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
     data_dir: str | None = opt(None, DATA_DIR_WHY)
     download: bool = opt(_env_download(), DOWNLOAD_WHY)
+    capture: Literal["none", "compile", "graph"] = opt(
+        "none",
+        "the batched engine's steps: eager, torch.compile, or a CUDA graph (GPU); falls back "
+        "to eager when it cannot (the summary says which ran)",
+    )
 
     def check(self) -> None:
         check_workload(self.workload)
@@ -421,6 +459,7 @@ def run_bench(cfg: BenchConfig, run: RunDir | None) -> int:
             max_steps=cfg.max_steps,
             device=cfg.device,
             data_dir=cfg.data_dir,
+            capture=cfg.capture,
             on_progress=b.update,
         )
     run.write_table("bench.csv", rows)
@@ -434,6 +473,11 @@ def run_bench(cfg: BenchConfig, run: RunDir | None) -> int:
         "ratio",
         "batched_model_steps_per_s",
         "same_steps",
+        "capture_used",
+        "batched_train_flops_per_s",
+        "fraction_of_fp32_peak",
+        "batched_activation_bytes_per_s",
+        "fraction_of_bandwidth_peak",
     ):
         print(f"{k}: {_fmt(summary.get(k))}")
     assert summary["n_models"] == n_models

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from surgelab.cli import Command, Stage, UsageError
+from surgelab.cmd_validate import DOWNLOAD_WHY, _env_download
 from surgelab.config import Config, ConfigError, opt
 from surgelab.progress import say
 from surgelab.report import Part, write_report
@@ -141,7 +142,7 @@ class RunConfig(Config):
         "dataset folder, used alone (else $SURGELAB_DATA, the user "
         "cache, a checkout's ../shared/data)",
     )
-    download: bool = opt(False, "download a missing dataset from its official URL (checksummed)")
+    download: bool = opt(_env_download(), DOWNLOAD_WHY)
     parts: tuple[str, ...] = opt(PART_KEYS, "the parts to run", choices=PART_KEYS, nonempty=True)
     batch_sizes: tuple[int, ...] | None = opt(
         None,

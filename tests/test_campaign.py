@@ -69,6 +69,11 @@ def points(archive: Path) -> list[tuple]:
     return sorted(tuple(line.split(",")) for line in lines[1:])
 
 
+#: the windows' budget: the cut is by --max-units (deterministic); the budget leaves room for a
+#: loaded 2-core machine (a run takes ~25 s idle) and is still asserted as a hard limit
+BUDGET = 180
+
+
 @pytest.fixture(scope="module")
 def first_window(tmp_path_factory):
     """A tiny CPU window cut short: two units of mlp-adam, then stopped (--max-units 2)."""
@@ -83,7 +88,7 @@ def first_window(tmp_path_factory):
             "--device",
             "cpu",
             "--budget-s",
-            "60",
+            str(BUDGET),
             "--jobs",
             "gpu-tests,kernel-bench,engine-bench,mlp-adam",
             "--max-units",
@@ -99,7 +104,7 @@ def test_first_window_keeps_finished_units_and_meets_limits(first_window):
     """A cut job keeps exactly the units it finished; the budget and output limits hold."""
     code, out, wall = first_window
     assert code == 0
-    assert wall < 60.0
+    assert wall < BUDGET
     names = check_output_limits(out)
     assert names == ["bench.json", "campaign.json", "mlp-adam.tar.gz"]
     state = json.loads((out / "campaign.json").read_text())
@@ -134,7 +139,7 @@ def test_second_window_resumes_in_own_processes(first_window, tmp_path, capsys):
         "--preset",
         "tiny",
         "--budget-s",
-        "60",
+        str(BUDGET),
         "--jobs",
         "kernel-bench,engine-bench,mlp-adam",
         "--resume-from",

@@ -241,3 +241,30 @@ def test_no_part_is_silent_longer_than_the_heartbeat(capsys):
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "still running" in ln]
     assert len(lines) >= 3
     assert "part 2/2 real" in lines[0] and "elapsed" in lines[0] and "left" in lines[0]
+
+
+def test_ctrl_c_in_a_part_stops_the_job_keeps_finished_parts(tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside a part: exit 130, earlier parts kept and marked done, a partial report,
+    and the resume command printed; the interrupted part is not marked done."""
+    from surgelab import cmd_simulate
+
+    def interrupted(cfg, run_dir):
+        (run_dir.path / "half.txt").write_text("in progress\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(
+        cmd_simulate.STAGE.commands,
+        "surge",
+        cmd_simulate.STAGE.commands["surge"].__class__(
+            "surge", "interrupted", cmd_simulate.SurgeConfig, interrupted
+        ),
+    )
+    out = tmp_path / "job"
+    rc = _run([*TINY, "--parts", "theory,surge,train", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 130
+    assert (out / "theory" / ".done").is_file()
+    assert not (out / "surge" / ".done").exists() and (out / "surge" / "half.txt").exists()
+    assert not (out / "train").exists(), "the job must stop at the first Ctrl-C"
+    assert (out / "report.md").is_file()
+    assert "interrupted" in err and f"--out {out}" in err

@@ -398,15 +398,18 @@ def points_from_best_table(
     Rows of the ``primary`` target (default: the lowest target in the table) are used; rows
     without a best lr are left out and counted in ``n_without``.
     """
-    if not rows or "batch_size" not in rows[0] or "best_lr" not in rows[0]:
+    col = "best_lr" if rows and "best_lr" in rows[0] else "lr"
+    if not rows or "batch_size" not in rows[0] or col not in rows[0]:
         raise ValueError("best_lr.csv must have columns 'batch_size' and 'best_lr' and >= 1 row")
+    if "rule" in rows[0]:  # one optimum per rule: the paper's (largest further reduction)
+        rows = [r for r in rows if r["rule"] == "further"]
     want = None
     if "target" in rows[0]:
         targets = sorted({float(r["target"]) for r in rows})
         want = float(primary) if primary is not None else targets[0]
         rows = [r for r in rows if float(r["target"]) == want]
     b = np.array([float(r["batch_size"]) for r in rows])
-    e = np.array([_lr_or_nan(r["best_lr"]) for r in rows])
+    e = np.array([_lr_or_nan(r[col]) for r in rows])
     k = np.isfinite(e)
     return b[k], e[k], int((~k).sum()), want
 

@@ -13,7 +13,11 @@ On a GPU the times are also taken with CUDA events (``*_cuda_s``), and the summa
 training FLOP/s reached: the FLOPs of one model's forward + backward per example (counted by
 ``torch.utils.flop_counter`` on the real model) × models × batch size × steps, over the
 batched time (evaluations are left out: a lower bound), against the device's float32 peak
-(:func:`fp32_peak_flops`, no tensor cores; None when the clock is not known).
+(:func:`fp32_peak_flops`, no tensor cores; None when the clock is not known). Likewise the
+activation traffic: the bytes of every module's output per example
+(:func:`activation_bytes_per_example`, from forward hooks) × :data:`ACTIVATION_TRAFFIC`
+× models × examples per second, against the device's memory bandwidth peak
+(:func:`memory_bandwidth_peak`, a table of known GPUs by name; None otherwise).
 """
 
 from __future__ import annotations
@@ -55,6 +59,89 @@ def train_flops_per_example(workload: Any, data: Any, batch_size: int = 8) -> fl
     with FlopCounterMode(display=False) as counter:
         workload.loss(model(x), y).backward()
     return counter.get_total_flops() / batch_size
+
+
+def activation_bytes_per_example(workload: Any, data: Any, batch_size: int = 8) -> float:
+    """Bytes of the outputs of the model's leaf modules per example, from forward hooks.
+
+    A lower bound of the activations a training step writes and keeps for the backward:
+    functional ops inside a module's ``forward`` (an ``F.relu``, a reshape) are not modules
+    and are not counted.
+
+    Examples:
+      >>> from validate.workload import get_workload
+      >>> w = get_workload("synthetic-mlp")
+      >>> # Linear 16→32, 32→32, 32→10 (the activations are functional): float32 outputs
+      >>> activation_bytes_per_example(w, w.load_data(None, "cpu")) == 4 * (32 + 32 + 10)
+      True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = workload.make_model()
+    total = [0]
+
+    def count(_mod: Any, _inp: Any, out: Any) -> None:
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        total[0] += sum(o.numel() * o.element_size() for o in outs if isinstance(o, torch.Tensor))
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(data.x_train[:batch_size].cpu())
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] / batch_size
+
+
+#: Memory traffic of a training step per byte of forward activations: the forward writes
+#: each output once, the backward reads it (saved for the gradient) and writes its gradient.
+#: An estimate (fusion can save a pass, recomputation add one), stated with the result.
+ACTIVATION_TRAFFIC = 3.0
+
+#: Peak memory bandwidth in bytes/s of known GPUs, matched in order against the lower-cased
+#: device name (``torch.cuda.get_device_name``): vendors' datasheet HBM/GDDR figures.
+MEMORY_BANDWIDTH = (
+    (("h200",), 4.8e12),
+    (("h100", "pcie"), 2.0e12),
+    (("h100", "nvl"), 3.9e12),
+    (("h100",), 3.35e12),  # SXM5, HBM3
+    (("gh200",), 4.0e12),
+    (("a100", "80gb", "pcie"), 1.935e12),
+    (("a100", "80gb"), 2.039e12),  # SXM4 80 GB
+    (("a100",), 1.555e12),  # 40 GB, SXM4 and PCIe
+    (("l40",), 0.864e12),  # L40 and L40S
+    (("l4",), 0.3e12),
+    (("a10g",), 0.6e12),
+    (("a10",), 0.6e12),
+    (("v100",), 0.9e12),
+    (("t4",), 0.32e12),
+    (("rtx 4090",), 1.008e12),
+)
+
+
+def memory_bandwidth_peak(name: str | None) -> float | None:
+    """The datasheet memory bandwidth (bytes/s) of a GPU by its name; None if not known.
+
+    Examples:
+      >>> memory_bandwidth_peak("NVIDIA H200"), memory_bandwidth_peak("NVIDIA A100-SXM4-80GB")
+      (4800000000000.0, 2039000000000.0)
+      >>> memory_bandwidth_peak("NVIDIA H100 80GB HBM3"), memory_bandwidth_peak("cpu")
+      (3350000000000.0, None)
+    """
+    low = (name or "").lower()
+    for parts, bw in MEMORY_BANDWIDTH:
+        if all(p in low for p in parts):
+            return bw
+    return None
+
+
+def device_name(device: str) -> str | None:
+    """``torch.cuda.get_device_name`` of a CUDA device; None for a CPU or without CUDA."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_name(torch.device(device))
 
 
 #: float32 lanes (FMA units) per SM by compute capability major.minor (no tensor cores)
@@ -102,6 +189,7 @@ def bench(
     model_chunk: int | None = None,
     torch_threads: int | None = None,
     repeats: int = 1,
+    capture: str = "none",
     on_progress: Any = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Time both engines on one grid; return ``(summary, rows)`` (rows carry ``engine``).
@@ -112,7 +200,10 @@ def bench(
     ``max_abs_loss_diff`` at the targets, all wall times, and process CPU seconds
     (``*_cpu_s``, ``cpu_ratio``; on a shared CPU machine less noisy than wall time).
     ``torch_threads`` sets torch's intra-op threads for the measurement (restored after).
-    ``on_progress(n)`` is called with the optimiser steps each engine takes.
+    ``on_progress(n)`` is called with the optimiser steps each engine takes. ``capture``: the
+    batched engine's ``capture`` (:func:`validate.engine.train_group`); ``capture_used`` says
+    which path ran (``"none"`` after a fall-back, with ``capture_note`` saying why). The
+    warm-up run pays a capture's setup (compilation), so the timed runs do not.
 
     Examples:
       >>> s, rows = bench("synthetic-mlp", lrs=(1e-3,), seeds=(0,), max_steps=10)
@@ -141,7 +232,9 @@ def bench(
         )
         warm = dict(kw, max_steps=min(max_steps, eval_every or w.eval_every))
         train_single(w, data, batch_size, lrs[:1], seeds[:1], **warm)
-        train_group(w, data, batch_size, lrs, seeds, model_chunk=model_chunk, **warm)
+        train_group(
+            w, data, batch_size, lrs, seeds, model_chunk=model_chunk, capture=capture, **warm
+        )
         walls: dict[str, list[float]] = {"single": [], "batched": []}
         cpus: dict[str, list[float]] = {"single": [], "batched": []}
         events: dict[str, list[float]] = {"single": [], "batched": []}
@@ -168,6 +261,7 @@ def bench(
                         lrs,
                         seeds,
                         model_chunk=model_chunk,
+                        capture=capture,
                         on_progress=on_progress,
                         **kw,
                     )
@@ -218,6 +312,9 @@ def bench(
         "same_steps": [a["steps"] for a in single] == [b["steps"] for b in batched],
         "max_abs_loss_diff": max(diffs) if diffs else None,
         "n_reached": sum(bool(r["reached"]) for r in batched),
+        "capture": capture,
+        "capture_used": batched[0]["engine"].partition("+")[2] or "none",
+        "capture_note": batched[0].get("capture_note", ""),
     }
     if cuda:
         summary["single_cuda_s"] = min(events["single"])
@@ -229,4 +326,16 @@ def bench(
     peak = fp32_peak_flops(device)
     summary["fp32_peak_flops"] = peak
     summary["fraction_of_fp32_peak"] = summary["batched_train_flops_per_s"] / peak if peak else None
+    ape = activation_bytes_per_example(w, data)
+    summary["activation_bytes_per_example"] = ape
+    summary["activation_traffic_factor"] = ACTIVATION_TRAFFIC
+    summary["batched_activation_bytes_per_s"] = (
+        ACTIVATION_TRAFFIC * ape * summary["batched_model_examples_per_s"]
+    )
+    summary["device_name"] = device_name(device)
+    bw = memory_bandwidth_peak(summary["device_name"])
+    summary["memory_bandwidth_peak"] = bw
+    summary["fraction_of_bandwidth_peak"] = (
+        summary["batched_activation_bytes_per_s"] / bw if bw else None
+    )
     return summary, single + batched

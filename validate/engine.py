@@ -10,7 +10,10 @@ the largest reduction.
 stacked along a leading "model" axis into one flat (M, P) tensor, the per-model losses come
 from ``vmap(functional_call(...))`` and their gradients from one ordinary backward of the
 summed loss (the models are independent, so row m of the gradient is model m's own), and Adam
-is a hand-written update on the flat stack with a per-model learning rate. On a GPU this turns
+is a hand-written update with a per-model learning rate: the moments from the per-parameter
+gradients autograd returns (no flat gradient is assembled), the parameter update on the flat
+stack. The main runs' steps can also run compiled or as a CUDA graph (``capture``), falling
+back to these eager steps when that cannot be set up. On a GPU this turns
 hundreds of tiny kernels into a few large ones. :func:`train_single` is the same protocol one
 model at a time with a plain ``torch.optim.Adam`` loop: the baseline of :mod:`validate.bench`
 and the correctness reference (same seed and η → same S, up to floating-point reassociation).
@@ -289,7 +292,9 @@ def _srl(z: torch.Tensor, k: int) -> torch.Tensor:
     return (z >> k) & ((1 << (64 - k)) - 1)
 
 
-def batch_indices(keys: torch.Tensor, step: int, batch_size: int, n: int) -> torch.Tensor:
+def batch_indices(
+    keys: torch.Tensor, step: int | torch.Tensor, batch_size: int, n: int
+) -> torch.Tensor:
     """Training indices of optimiser step ``step`` for each data stream: shape (len(keys), B).
 
     A counter-based generator: index j of step t of stream k is
@@ -297,9 +302,14 @@ def batch_indices(keys: torch.Tensor, step: int, batch_size: int, n: int) -> tor
     ``mod n`` is below n / 2⁶³). Every (stream, step) pair is addressable directly, so all the
     seeds of a group draw in one vectorised call, a fork resumes a stream by its step count,
     and the batched and the one-at-a-time engines see identical batches on any device.
+    ``step`` may be a 0-dim integer tensor on the device (a captured step reads its counter
+    there; the indices are the same).
     """
     j = torch.arange(batch_size, dtype=torch.int64, device=keys.device)
-    t = torch.full((), int(step), dtype=torch.int64, device=keys.device)
+    if isinstance(step, torch.Tensor):  # a device-side step counter (captured steps)
+        t = step.to(torch.int64)
+    else:
+        t = torch.full((), int(step), dtype=torch.int64, device=keys.device)
     z = keys.to(torch.int64)[:, None] + t * _K_STEP + j[None, :] * _K_POS
     z = (z ^ _srl(z, 30)) * _MIX1
     z = (z ^ _srl(z, 27)) * _MIX2
@@ -378,6 +388,12 @@ class _Stacked:
             0,
         )
 
+    def leaves(self, t: torch.Tensor, i: int = 0, j: int | None = None) -> list[torch.Tensor]:
+        """Per-parameter (j−i, ...) views of rows i:j of a flat (M, P) tensor, in layout order."""
+        rows = t[i:j]
+        n = rows.shape[0]
+        return [rows[:, a : a + size].view(n, *shape) for _, shape, a, size in self.layout]
+
     def flatten(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-parameter (M, ...) gradients → one (M, P) tensor in the flat layout."""
         n = self.flat.shape[0]
@@ -410,6 +426,36 @@ def _adam_step(st: _Stacked, grads: torch.Tensor, b1: float, b2: float, eps: flo
     st.v.mul_(b2).addcmul_(grads, grads, value=1.0 - b2)
     denom = (st.v.sqrt() / bc2_sqrt).add_(eps)
     st.flat.sub_((st.lr / bc1)[:, None] * st.m / denom)
+
+
+def _adam_leaves(
+    st: _Stacked,
+    parts: list[tuple[int, int, list[torch.Tensor]]],
+    b1: float,
+    b2: float,
+    eps: float,
+) -> None:
+    """:func:`_adam_step` fed with per-parameter ("leaf") gradients, bit for bit the same.
+
+    ``parts`` holds, per chunk of rows i:j, the gradients of the parameters in layout order,
+    each (j−i, ...), as autograd returns them: the moments are updated through views of
+    the flat m and v, so the flat (M, P) gradient is never assembled (no zero-filled slice
+    gradients summed in the backward, no concatenation). Every element goes through the same
+    float32 operations in the same order as in :func:`_adam_step` (elementwise arithmetic
+    does not depend on the tensor it sits in), so the parameters are identical; the last
+    update reuses one temporary instead of three.
+    """
+    st.t += 1
+    bc1 = 1.0 - b1**st.t
+    bc2_sqrt = math.sqrt(1.0 - b2**st.t)
+    for i, j, grads in parts:
+        m, v = st.leaves(st.m, i, j), st.leaves(st.v, i, j)
+        torch._foreach_lerp_(m, grads, 1.0 - b1)
+        torch._foreach_mul_(v, b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1.0 - b2)
+    denom = st.v.sqrt().div_(bc2_sqrt).add_(eps)
+    upd = torch.mul((st.lr / bc1)[:, None], st.m).div_(denom)
+    st.flat.sub_(upd)
 
 
 class _Batched:
@@ -460,6 +506,30 @@ class _Batched:
             losses = self._loss(params, buffers, x[i:j], y[i:j])
             (g[i:j],) = torch.autograd.grad(losses.sum(), flat)
         return g
+
+    def leaf_grads(
+        self, st: _Stacked, x: torch.Tensor, y: torch.Tensor
+    ) -> list[tuple[int, int, list[torch.Tensor]]]:
+        """Per-model gradients as autograd returns them: per chunk of rows i:j, one
+        (j−i, ...) tensor per parameter (the input of :func:`_adam_leaves`)."""
+        while True:
+            try:
+                return self._leaf_grads(st, x, y)
+            except torch.OutOfMemoryError:
+                pass  # leave the except block first: its traceback holds the failed pass
+            self._shrink(st)
+
+    def _leaf_grads(
+        self, st: _Stacked, x: torch.Tensor, y: torch.Tensor
+    ) -> list[tuple[int, int, list[torch.Tensor]]]:
+        parts = []
+        for i, j in self._chunks(st):
+            leaves = [p.detach().requires_grad_(True) for p in st.leaves(st.flat, i, j)]
+            params = {k: p for (k, _, _, _), p in zip(st.layout, leaves)}
+            buffers = {k: b[i:j] for k, b in st.buffers.items()}
+            losses = self._loss(params, buffers, x[i:j], y[i:j])
+            parts.append((i, j, list(torch.autograd.grad(losses.sum(), leaves))))
+        return parts
 
     def _shrink(self, st: _Stacked) -> None:
         """After an out-of-memory error: halve the models per pass (results do not change:
@@ -548,11 +618,11 @@ def auto_model_chunk(
     eng = _Batched(workload, template, data, EVAL_CHUNK, None)
     keys = torch.tensor([stream_seed(0)], dtype=torch.int64, device=device)
     x, y = _sample(data, keys, 0, int(batch_size), None, None)
-    eng.grads(st, x, y)  # warm-up: kernels, workspaces
+    eng.leaf_grads(st, x, y)  # warm-up: kernels, workspaces
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     base = torch.cuda.memory_allocated(dev)
-    eng.grads(st, x, y)
+    eng.leaf_grads(st, x, y)
     torch.cuda.synchronize(dev)
     per_model = max(1, torch.cuda.max_memory_allocated(dev) - base)
     n_params = int(st.flat.shape[1]) * st.flat.element_size()
@@ -563,6 +633,317 @@ def auto_model_chunk(
     if room <= per_model:
         return 1
     return chunk_for_memory(int(n_models), float(per_model), float(room))
+
+
+#: The ways :func:`train_group` can run its main training steps (``capture=``).
+CAPTURES = ("none", "compile", "graph")
+
+
+def _device_batch(
+    batch_size: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    identity: bool,
+    t: torch.Tensor,
+    keys: torch.Tensor,
+    gather: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of step ``t`` (a 0-dim device tensor) for each model: x (M, B, ...), y."""
+    idx = batch_indices(keys, t, batch_size, x_train.shape[0])
+    x, y = x_train[idx], y_train[idx]
+    if not identity:  # replicate each seed's batch to its models (in model order)
+        x, y = x.index_select(0, gather), y.index_select(0, gather)
+    return x, y
+
+
+def _device_update(
+    loss: Callable[..., torch.Tensor],
+    layout: list[tuple[str, tuple[int, ...], int, int]],
+    b1: float,
+    b2: float,
+    eps: float,
+    functional: bool,
+    flat: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    lr: torch.Tensor,
+    t: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    buffers: dict[str, torch.Tensor],
+) -> None:
+    """Gradients and :func:`_adam_leaves` with the step count ``t`` on the device: the part
+    of a step that is compiled (``torch.compile``) or captured (a CUDA graph).
+
+    ``t`` is a 0-dim int64 tensor incremented here; Adam's bias corrections at the new t are
+    computed in float64 and rounded to float32 as the Python-float scalars of the eager step
+    are, so no host value enters the step. ``functional``: gradients by ``torch.func.grad``
+    (traceable by ``torch.compile``) instead of ``torch.autograd.grad`` (capturable by a
+    CUDA graph). Updates ``flat``, ``m``, ``v`` and ``t`` in place.
+    """
+    n = flat.shape[0]
+    names = [k for k, _, _, _ in layout]
+
+    def views(z: torch.Tensor) -> list[torch.Tensor]:
+        return [z[:, a : a + size].view(n, *shape) for _, shape, a, size in layout]
+
+    if functional:
+
+        def total(ps: list[torch.Tensor]) -> torch.Tensor:
+            return loss(dict(zip(names, ps)), buffers, x, y).sum()
+
+        grads = list(torch.func.grad(total)(views(flat)))
+    else:
+        leaves = [p.detach().requires_grad_(True) for p in views(flat)]
+        grads = list(
+            torch.autograd.grad(loss(dict(zip(names, leaves)), buffers, x, y).sum(), leaves)
+        )
+    t.add_(1)
+    tf = t.to(torch.float64)
+    bc1 = (1.0 - torch.pow(b1, tf)).to(lr.dtype)
+    bc2_sqrt = torch.sqrt(1.0 - torch.pow(b2, tf)).to(lr.dtype)
+    mv, vv = views(m), views(v)
+    torch._foreach_lerp_(mv, grads, 1.0 - b1)
+    torch._foreach_mul_(vv, b2)
+    torch._foreach_addcmul_(vv, grads, grads, value=1.0 - b2)
+    denom = v.sqrt().div_(bc2_sqrt).add_(eps)
+    upd = torch.mul((lr / bc1)[:, None], m).div_(denom)
+    flat.sub_(upd)
+
+
+class _Capture:
+    """The captured main-run step of one group: ``"compile"`` or ``"graph"``, or the eager
+    steps after a clean fall-back.
+
+    ``"compile"``: :func:`_device_update` under ``torch.compile`` (``mode="reduce-overhead"``
+    on a GPU, whose CUDA graphs cut the launches; inductor's C++ code on a CPU); the batch
+    is drawn eagerly (:func:`_device_batch`: its wrapping int64 arithmetic is left out of
+    generated code, where signed overflow is undefined).
+    ``"graph"``: :func:`_device_batch` + :func:`_device_update` captured in a
+    ``torch.cuda.CUDAGraph`` per stack
+    (recaptured when finished models are dropped) and replayed once per step; a GPU only.
+    Either is set up at its first use and checked there against the eager step on a copy of
+    the state (same batch, one step): any exception while setting up, or a step that differs
+    by more than :data:`CAPTURE_CHECK_RTOL` relative to the update, disables it for the rest of
+    the group and the eager steps run instead. ``used`` says what ran (``"none"`` after a
+    fall-back), ``note`` why it fell back. Forks (further steps) always run eagerly.
+    """
+
+    def __init__(self, mode: str, eng: _Batched, workload: Workload, cfg: dict, b1, b2, eps):
+        self.mode, self.used, self.note = mode, mode, ""
+        self.eng, self.cfg, self.b = eng, cfg, (b1, b2, eps)
+        self.transform = workload.batch_transform
+        self._fn: Callable[..., None] | None = None
+        self._graph: Any = None
+        self._graph_for: Any = None
+        self._checked: set[tuple[int, int]] = set()
+        self._loss = eng._loss
+
+    def fall_back(self, why: str) -> None:
+        self.used, self.note = "none", why
+        self._fn = self._graph = self._graph_for = None
+
+    def _batch(self, identity: bool, t, keys, gather):
+        d = self.eng.data
+        return _device_batch(
+            self.cfg["batch_size"], d.x_train, d.y_train, identity, t, keys, gather
+        )
+
+    def steps(
+        self, st: _Stacked, keys: torch.Tensor, gather: torch.Tensor, identity: bool, n: int
+    ) -> int:
+        """Run up to ``n`` captured steps on ``st``; returns how many ran (``n``, or fewer
+        when it falls back: the caller runs the rest eagerly)."""
+        if self.used == "none":
+            return 0
+        why = self._unsupported(st)
+        if why:
+            self.fall_back(why)
+            return 0
+        try:
+            if self.mode == "compile":
+                self._compiled_steps(st, keys, gather, identity, n)
+            else:
+                self._graph_steps(st, keys, gather, identity, n)
+        except _CheckFailed as exc:
+            self.fall_back(str(exc))
+            return exc.done
+        return n
+
+    def _unsupported(self, st: _Stacked) -> str:
+        dev = st.flat.device
+        if self.mode == "graph" and dev.type != "cuda":
+            return f"CUDA graphs need a CUDA device; the group runs on {dev.type}"
+        if self.transform is not None:
+            return "the workload's random batch_transform is not captured"
+        if self.eng.model_chunk is not None and self.eng.model_chunk < st.flat.shape[0]:
+            return f"model_chunk {self.eng.model_chunk} < {st.flat.shape[0]} models"
+        return ""
+
+    # -- torch.compile
+    def _compiled_steps(self, st, keys, gather, identity, n) -> None:
+        dev = st.flat.device
+        if self._fn is None:
+            try:
+                mode = "reduce-overhead" if dev.type == "cuda" else None
+                self._fn = torch.compile(_device_update, mode=mode, dynamic=None)
+            except Exception as exc:  # no inductor, no compiler, unsupported platform
+                raise _CheckFailed(f"torch.compile: {type(exc).__name__}: {exc}") from None
+        t = torch.full((), st.t, dtype=torch.int64, device=dev)
+        b1, b2, eps = self.b
+        head = (self._loss, st.layout, b1, b2, eps, True)
+
+        def one(flat, m, v, lr, t, keys, gather, buffers) -> None:
+            x, y = self._batch(identity, t, keys, gather)
+            if dev.type == "cuda":
+                torch.compiler.cudagraph_mark_step_begin()
+            self._fn(*head, flat, m, v, lr, t, x, y, buffers)
+
+        key = (st.flat.shape[0], int(identity))
+        start = 0
+        if key not in self._checked:  # first call at this shape: compile, then compare
+            self._check(st, keys, gather, identity, t, one)
+            self._checked.add(key)
+            start = 1
+        done = start
+        try:
+            for _ in range(start, n):
+                one(st.flat, st.m, st.v, st.lr, t, keys, gather, st.buffers)
+                done += 1
+        except Exception as exc:  # a later compile (new shape guard) or run failed
+            st.t += done
+            raise _CheckFailed(
+                f"compile: {type(exc).__name__} after {done} steps: {exc}", done
+            ) from None
+        st.t += n
+
+    # -- torch.cuda.graphs
+    def _graph_steps(self, st, keys, gather, identity, n) -> None:
+        done = 0
+        if self._graph_for is not st:
+            self._graph = None  # free the previous stack's graph and its memory pool
+            done = self._capture(st, keys, gather, identity)
+        g, t, static_keys, static_gather = self._graph
+        t.fill_(st.t + done)
+        static_keys.copy_(keys)
+        static_gather.copy_(gather)
+        for _ in range(done, n):
+            g.replay()
+        st.t += n
+
+    def _capture(self, st, keys, gather, identity) -> int:
+        """Capture the step of stack ``st``; returns the steps taken by the check (0 or 1)."""
+        dev = st.flat.device
+        t = torch.full((), st.t, dtype=torch.int64, device=dev)
+        sk, sg = keys.clone(), gather.clone()
+        b1, b2, eps = self.b
+
+        def body() -> None:
+            x, y = self._batch(identity, t, sk, sg)
+            _device_update(
+                self._loss,
+                st.layout,
+                b1,
+                b2,
+                eps,
+                False,
+                st.flat,
+                st.m,
+                st.v,
+                st.lr,
+                t,
+                x,
+                y,
+                st.buffers,
+            )
+
+        saved = [z.clone() for z in (st.flat, st.m, st.v)]
+        try:
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up: library handles, workspaces, autograd streams
+                    body()
+            torch.cuda.current_stream(dev).wait_stream(side)
+            for z, s in zip((st.flat, st.m, st.v), saved):
+                z.copy_(s)
+            t.fill_(st.t)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                body()
+        except Exception as exc:
+            for z, s in zip((st.flat, st.m, st.v), saved):
+                z.copy_(s)
+            raise _CheckFailed(f"CUDA graph capture: {type(exc).__name__}: {exc}") from None
+        self._graph, self._graph_for = (g, t, sk, sg), st
+        key = (st.flat.shape[0], int(identity))
+        if key in self._checked:
+            return 0
+
+        def replay_once(*_a) -> None:
+            g.replay()
+
+        t.fill_(st.t)
+        self._check(st, keys, gather, identity, t, replay_once)
+        self._checked.add(key)
+        return 1
+
+    def _check(self, st, keys, gather, identity, t, run_one) -> None:
+        """One captured step (``run_one``) against one eager step from the same state.
+
+        On agreement the captured step's result stands (the caller counts the step); on a
+        disagreement or an exception the state is put back as it was and ``_CheckFailed``
+        raised, so the eager steps start from exactly where the captured ones would have.
+        """
+        b1, b2, eps = self.b
+        saved = [z.clone() for z in (st.flat, st.m, st.v)]
+
+        def restore() -> None:
+            for z, s in zip((st.flat, st.m, st.v), saved):
+                z.copy_(s)
+
+        try:
+            run_one(st.flat, st.m, st.v, st.lr, t, keys, gather, st.buffers)
+        except Exception as exc:
+            restore()
+            raise _CheckFailed(f"{self.mode}: {type(exc).__name__}: {exc}") from None
+        ref = _Stacked(
+            *(z.clone() for z in saved[:1]),
+            st.layout,
+            st.buffers,
+            saved[1].clone(),
+            saved[2].clone(),
+            st.lr,
+            st.t,
+        )
+        x, y = _sample(self.eng.data, keys, st.t, self.cfg["batch_size"], None, None)
+        if not identity:
+            x, y = x.index_select(0, gather), y.index_select(0, gather)
+        _adam_leaves(ref, self.eng.leaf_grads(ref, x, y), b1, b2, eps)
+        update = float((saved[0] - ref.flat).abs().amax())
+        err = float((ref.flat - st.flat).abs().amax()) / max(update, 1e-30)
+        if not math.isfinite(err) or err > CAPTURE_CHECK_RTOL:
+            restore()
+            raise _CheckFailed(
+                f"{self.mode}: the captured step differs from the eager step by {err:.3g} of "
+                f"the update (> {CAPTURE_CHECK_RTOL}); running eagerly"
+            )
+
+
+#: A captured step may differ from the eager one by reassociated float32 sums (fused kernels):
+#: a few ulps of the gradients, which Adam turns into a relative change of the update of the
+#: same order (m/√v is a ratio); 1e-3 of the largest update is ~10⁴ float32 ulps of room while
+#: a wrong batch, step count or learning rate changes the update by O(1).
+CAPTURE_CHECK_RTOL = 1e-3
+
+
+class _CheckFailed(Exception):
+    """A captured path could not be set up, disagreed with the eager step, or failed after
+    ``done`` steps had run."""
+
+    def __init__(self, message: str, done: int = 0) -> None:
+        super().__init__(message)
+        self.done = done
 
 
 def _batched_steps(
@@ -576,11 +957,15 @@ def _batched_steps(
     b1: float,
     b2: float,
     eps: float,
+    adam: str = "leaves",
+    capture: _Capture | None = None,
 ) -> None:
     """``n`` Adam steps on the stack; model i draws from the data stream of ``seed_of[i]``.
 
     Each distinct seed's batch is drawn once per step and gathered to its models, so models
-    that share a seed see the same examples (common random numbers).
+    that share a seed see the same examples (common random numbers). ``adam``: ``"leaves"``
+    (:func:`_adam_leaves`) or ``"flat"`` (:func:`_adam_step`), the same numbers;
+    ``capture``: run the steps captured when it can (:class:`_Capture`).
     """
     uniq = sorted(set(seed_of))
     pos = {s: j for j, s in enumerate(uniq)}
@@ -589,11 +974,15 @@ def _batched_steps(
     keys = torch.tensor([stream_seed(s) for s in uniq], dtype=torch.int64, device=dev)
     glist = None if gens is None else [gens[s] for s in uniq]
     identity = list(seed_of) == uniq
-    for _ in range(n):
+    done = 0 if capture is None else capture.steps(st, keys, gather, identity, n)
+    for _ in range(n - done):
         x, y = _sample(eng.data, keys, st.t, cfg["batch_size"], transform, glist)
         if not identity:  # replicate each seed's batch to its models (in model order)
             x, y = x.index_select(0, gather), y.index_select(0, gather)
-        _adam_step(st, eng.grads(st, x, y), b1, b2, eps)
+        if adam == "leaves":
+            _adam_leaves(st, eng.leaf_grads(st, x, y), b1, b2, eps)
+        else:
+            _adam_step(st, eng.grads(st, x, y), b1, b2, eps)
 
 
 def train_group(
@@ -617,6 +1006,8 @@ def train_group(
     checkpoint_every: float | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume: dict[str, Any] | None = None,
+    adam: str = "leaves",
+    capture: str = "none",
 ) -> list[dict[str, Any]]:
     """Train every (lr, seed) model of one batch size as one vmapped program.
 
@@ -639,6 +1030,13 @@ def train_group(
         CPU) at an evaluation boundary; pass it back as ``resume`` to continue from there.
       resume: a state from ``on_checkpoint`` of the same group (same workload, batch size,
         lrs, seeds and protocol; a different one is a ``ValueError``).
+      adam: ``"leaves"`` updates the Adam moments from the per-parameter gradients autograd
+        returns (:func:`_adam_leaves`); ``"flat"`` assembles the flat (M, P) gradient first
+        (:func:`_adam_step`). Bit-identical results; "leaves" is faster (no gradient copies).
+      capture: how the main runs' steps execute: ``"none"`` (eager), ``"compile"``
+        (``torch.compile``, CUDA graphs on a GPU) or ``"graph"`` (a CUDA graph per stack,
+        GPU only). A path that cannot be set up, or whose first step disagrees with the
+        eager step, falls back to eager steps (:class:`_Capture`); the rows say what ran.
 
     Returns:
       One dict per (lr, seed, target), in that nesting order, with the keys ``ROW_KEYS``:
@@ -646,7 +1044,10 @@ def train_group(
       ``loss_after_further``, ``loss_reduction``, ``diverged`` (diverged before reaching this
       target), ``further_diverged`` (the forked further-steps copy diverged), ``final_step``
       (where the model's main run stopped), ``wall_s`` (wall-clock seconds of the whole group,
-      the same in each of its rows), ``group_size`` (models trained together), ``engine``.
+      the same in each of its rows), ``group_size`` (models trained together), ``engine``
+      (``"batched"``, or ``"batched+compile"`` / ``"batched+graph"`` when the main steps ran
+      captured); with a ``capture`` other than "none" also ``capture_note`` (why it fell
+      back; "" when it ran).
 
     Examples:
       >>> from validate.workload import get_workload
@@ -672,6 +1073,10 @@ def train_group(
         raise ValueError(f"model_chunk must be >= 1 or None; got {model_chunk=}")
     if eval_chunk < 1:
         raise ValueError(f"eval_chunk must be >= 1; got {eval_chunk=}")
+    if adam not in ("leaves", "flat"):
+        raise ValueError(f"adam must be 'leaves' or 'flat'; got {adam=}")
+    if capture not in CAPTURES:
+        raise ValueError(f"capture must be one of {CAPTURES}; got {capture=}")
     t0 = time.perf_counter()
     b1, b2 = cfg["betas"]
     eps = float(adam_eps)
@@ -691,6 +1096,9 @@ def train_group(
     st = _Stacked.from_dicts(params, buffers, lr_t)
     del inits, params, buffers
     eng = _Batched(workload, template, data, eval_chunk, model_chunk)
+    cap = None
+    if capture != "none":
+        cap = _Capture(capture, eng, workload, cfg, b1, b2, eps)
     gens = None  # torch generators only for a workload's random batch_transform
     if workload.batch_transform is not None:
         gens = {s: torch.Generator(device=device).manual_seed(stream_seed(s)) for s in cfg["seeds"]}
@@ -740,7 +1148,7 @@ def train_group(
                 fseeds = [models[active[p]][1] for p in crossed]
                 fgens = None if gens is None else {s: _clone_gen(gens[s]) for s in set(fseeds)}
                 _batched_steps(
-                    eng, fork, fseeds, fgens, F, cfg, workload.batch_transform, b1, b2, eps
+                    eng, fork, fseeds, fgens, F, cfg, workload.batch_transform, b1, b2, eps, adam
                 )
                 after = eng.eval(fork).tolist()
                 for j, pos in enumerate(crossed):
@@ -792,20 +1200,49 @@ def train_group(
             b1,
             b2,
             eps,
+            adam,
+            cap,
         )
         step += n
         if on_progress is not None:
             on_progress(n)
         losses = eng.eval(st).tolist()
     wall = spent + time.perf_counter() - t0
+    used = "none" if cap is None else cap.used
+    note = "" if cap is None else cap.note
     out = []
     for mid in range(n_models):
         for row in rows[mid]:
             row.update(
-                final_step=final_step[mid], wall_s=wall, group_size=n_models, engine="batched"
+                final_step=final_step[mid],
+                wall_s=wall,
+                group_size=n_models,
+                engine="batched" if used == "none" else f"batched+{used}",
             )
+            if cap is not None:
+                row["capture_note"] = note
             out.append(row)
     return out
+
+
+def train_group_compile(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`train_group` with ``capture="compile"`` (an importable trainer for sweeps: its
+    name goes into :func:`validate.sweep.sweep_key`, so its results are stored apart)."""
+    return train_group(*args, **kwargs, capture="compile")
+
+
+def train_group_graph(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`train_group` with ``capture="graph"`` (an importable trainer, as
+    :func:`train_group_compile`)."""
+    return train_group(*args, **kwargs, capture="graph")
+
+
+#: The trainer of each ``capture`` setting (what ``surgelab validate run --capture`` uses).
+TRAINERS: dict[str, Callable[..., list[dict[str, Any]]]] = {
+    "none": train_group,
+    "compile": train_group_compile,
+    "graph": train_group_graph,
+}
 
 
 def _group_identity(cfg: dict[str, Any], st: _Stacked) -> dict[str, Any]:

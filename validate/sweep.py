@@ -26,6 +26,28 @@ Backends:
   the data reachable) or starts a local Ray instance; one Ray task per unit, ``num_gpus=1`` per
   task on ``cuda``; results are stored as they come back (``ray.wait``).
 
+**Grid extension** (``preset.max_extra_lrs`` > 0): after the base grid is stored, the sweep
+looks, per batch size, for a censored optimum (:func:`validate.optimum.edges_to_extend`: the
+point estimate of a rule of ``preset.extend_rules`` on the lowest / highest lr tried there, at
+any target, all seeds) and adds ONE lr past each such edge (:meth:`Preset.extra_lr`: the
+grid's own ratio at that edge), trained for ALL the preset's seeds, one unit per (batch size,
+lr, seed chunk), stored in the same store like every other unit. Then it looks again, until no
+optimum is censored or the batch size has ``max_extra_lrs`` extra lrs. The store's key holds
+the extension fields (:meth:`Preset.config`), so a resumed sweep replays the same rule: the
+decisions are a deterministic function of the stored points, a round left half-done is
+completed before the next decision, and nothing is ever re-drawn or dropped.
+
+*Why the estimators stay (nearly) unbiased under this adaptive sampling.* The rule decides
+only WHERE to add lrs, from whether the current optimum sits on an edge, never from how good
+it looks; the added runs are fresh, use every seed with that seed's own data stream, so each
+seed's curve over lr stays complete and paired, and the seed bootstrap of
+:mod:`validate.optimum` remains a resampling of exchangeable seeds; no point is removed, so
+the grid only widens. What the rule changes is the grid the estimator sees: it removes the
+censoring bias of an edge (an edge estimate is biased toward the grid), and the local
+quadratic uses only the lrs next to the final argmax. The intervals are conditional on the
+final grid (the bootstrap does not replay the extension decisions); a batch size that is
+still censored at the cap stays flagged and out of the fits.
+
 Ctrl-C (``KeyboardInterrupt``) stops the sweep within seconds: workers are terminated, the
 stored units are kept, and the exception propagates to the caller.
 """
@@ -64,6 +86,15 @@ class Unit:
     seeds: tuple[int, ...]
 
 
+def _chunks(preset: Preset) -> list[tuple[int, ...]]:
+    k = preset.seeds_per_unit or len(preset.seeds)
+    return [tuple(preset.seeds[i : i + k]) for i in range(0, len(preset.seeds), k)]
+
+
+def _chunk_id(c: Sequence[int]) -> str:
+    return f"s{c[0]}-{c[-1]}" if len(c) > 1 else f"s{c[0]}"
+
+
 def plan_units(preset: Preset) -> list[Unit]:
     """Cut the grid into units, largest batch size first (they take longest per step).
 
@@ -75,14 +106,63 @@ def plan_units(preset: Preset) -> list[Unit]:
       >>> [u.unit_id for u in plan_units(get_preset("tiny", "synthetic-mlp"))]
       ['B64_s0', 'B16_s0', 'B4_s0']
     """
-    k = preset.seeds_per_unit or len(preset.seeds)
-    chunks = [preset.seeds[i : i + k] for i in range(0, len(preset.seeds), k)]
     out = []
     for b in sorted(preset.batch_sizes, reverse=True):
-        for c in chunks:
-            uid = f"B{b}_s{c[0]}-{c[-1]}" if len(c) > 1 else f"B{b}_s{c[0]}"
-            out.append(Unit(uid, int(b), tuple(preset.lrs), tuple(c)))
+        for c in _chunks(preset):
+            out.append(Unit(f"B{b}_{_chunk_id(c)}", int(b), tuple(preset.lrs), tuple(c)))
     return out
+
+
+def extension_units(batch_size: int, lr: float, preset: Preset) -> list[Unit]:
+    """The units of one extra lr at one batch size: every seed chunk of the preset.
+
+    Examples:
+      >>> from validate.presets import get_preset
+      >>> [u.unit_id for u in extension_units(16, 0.09, get_preset("tiny", "synthetic-mlp"))]
+      ['B16_s0_lr0.09']
+    """
+    return [
+        Unit(f"B{batch_size}_{_chunk_id(c)}_lr{lr:.12g}", int(batch_size), (float(lr),), c)
+        for c in _chunks(preset)
+    ]
+
+
+def next_extension(preset: Preset, rows: Sequence[Mapping[str, Any]]) -> list[Unit]:
+    """The next round of the grid extension (module docstring): the units of one new lr past
+    each censored edge of each batch size with fewer than ``preset.max_extra_lrs`` extra lrs.
+
+    Pure: a function of the preset and the stored points alone (so a resume replays it).
+    """
+    from validate.optimum import edges_to_extend
+
+    if not preset.max_extra_lrs:
+        return []
+    base = {float(v) for v in preset.lrs}
+    tried: dict[int, set[float]] = {}
+    for r in rows:
+        tried.setdefault(int(r["batch_size"]), set()).add(float(r["lr"]))
+    out: list[Unit] = []
+    for b, edges in sorted(edges_to_extend(rows, rules=preset.extend_rules).items()):
+        if b not in tried:
+            continue
+        n_extra = len(tried[b] - base)
+        for edge in sorted(edges):
+            if n_extra >= preset.max_extra_lrs:
+                break
+            at = max(tried[b]) if edge == "high" else min(tried[b])
+            out += extension_units(b, preset.extra_lr(at, edge), preset)
+            n_extra += 1
+    return out
+
+
+def _pending_extensions(preset: Preset, rows: Sequence[Mapping[str, Any]]) -> list[Unit]:
+    """Every unit of the extra lrs already in the store (to finish a half-done round)."""
+    base = {float(v) for v in preset.lrs}
+    extra = sorted(
+        {(int(r["batch_size"]), float(r["lr"])) for r in rows}
+        - {(int(b), lr) for b in preset.batch_sizes for lr in base}
+    )
+    return [u for b, lr in extra for u in extension_units(b, lr, preset)]
 
 
 # ----------------------------------------------------------------------------- stores
@@ -382,8 +462,10 @@ def run_sweep(
     checkpoint_every: float | None = CHECKPOINT_EVERY,
     on_unit: Callable[[Unit, int], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
+    on_extend: Callable[[list[Unit]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) a preset's sweep; return every stored point.
+    """Run (or resume) a preset's sweep, extending its lr grid past censored optima when
+    ``preset.max_extra_lrs`` > 0 (module docstring); return every stored point.
 
     Args:
       preset: the grid and protocol (:class:`validate.presets.Preset`).
@@ -410,7 +492,9 @@ def run_sweep(
         ``checkpoints``); None: never.
       on_unit: called in the driver after each unit is stored, with the unit and the number
         of units stored in this call (progress bars, monitoring, tests).
-      on_plan: called once with (units in the grid, units already stored).
+      on_plan: called once with (units in the base grid, units of it already stored).
+      on_extend: called with each round's new units of the grid extension (module
+        docstring), before they run.
 
     Returns:
       All stored rows (this run's and earlier runs'), sorted by target (descending), batch
@@ -450,13 +534,31 @@ def run_sweep(
         checkpoints=ckpts,
         checkpoint_every=checkpoint_every,
     )
-    if todo:
+
+    def run(todo: Sequence[Unit]) -> None:
+        if not todo:
+            return
         if backend == "ray":
             _run_ray(
                 preset, todo, commit, address=address, workers=workers, threads=threads, **opts
             )
         else:
             _run_local(preset, todo, commit, workers=workers, threads=threads, **opts)
+
+    run(todo)
+    if preset.max_extra_lrs:
+        # each round adds at least one lr to a batch size below its cap, so this ends
+        for _ in range(2 * preset.max_extra_lrs * len(preset.batch_sizes) + 1):
+            rows = store.rows()
+            done = store.done_units()
+            todo = [u for u in _pending_extensions(preset, rows) if u.unit_id not in done]
+            if not todo:
+                todo = [u for u in next_extension(preset, rows) if u.unit_id not in done]
+                if not todo:
+                    break
+                if on_extend is not None:
+                    on_extend(list(todo))
+            run(todo)
     return store.rows()
 
 

@@ -1,0 +1,740 @@
+"""Estimators of a sweep table: the optimal lr by two rules, S–E B_crit, law comparison.
+
+Pure functions on the tidy points table (one dict per (batch_size, lr, seed, target) with the
+fields of :func:`validate.engine.train_group`). Every estimate carries a bootstrap interval
+whose resampling unit is the **seed**: the engine gives every lr of a seed the same batches
+(common random numbers), so a seed's whole curve over lr is one draw, and resampling seeds
+(with replacement, the same draw for every lr and batch size) keeps that pairing.
+
+Per (target, batch size B):
+
+* **Usable run.** For the ``further`` rule a run is usable when it reached the target, its
+  further-steps copy did not diverge and its ``loss_reduction`` is finite; for the ``steps``
+  rule when it reached the target. An lr *competes* at B when at least ``min_ok_frac`` of its
+  seeds there are usable; its curve value is then the mean over its usable seeds.
+* **Curves.** ``further``: y(lr) = mean loss reduction over the further steps (the paper's
+  rule, larger is better). ``steps``: y(lr) = −log(mean steps to reach the target) (fewest
+  steps is best; the log makes the curve scale-free).
+* **Optimum lr*.** The grid argmax of y over the lrs tried at B, refined by a local
+  quadratic in log lr through the argmax and its neighbours (:func:`local_peak`; with the
+  default half-width 1 this is :func:`theory.stats.refined_argmax`), the vertex clipped to the
+  span of the argmax's two neighbours. An lr that does not compete (diverged, never reached)
+  counts as worse than every competing one, so an argmax next to it is interior.
+* **Censoring.** An argmax at the first / last lr tried at B is censored ``"low"`` /
+  ``"high"``: the optimum may lie off the grid, the estimate is the edge (a bound, not an
+  optimum). Censored optima are flagged in every table and **kept out of the law fits**
+  (ε_max, fit errors, the leave-one-out folds); B_crit uses their S (below, ``censored_s``);
+  :func:`validate.sweep.run_sweep` extends the grid past them.
+* **Interval for log lr*.** Percentile bootstrap over seeds (:func:`theory.stats.
+  bootstrap_interval`, refit on each resample) at the *expanded* level of
+  :func:`expanded_level`: with n seeds the plain percentile interval is too narrow by about
+  the factor z/(t_{n−1}·√(n/(n−1))) (it ignores the t-distribution and the bootstrap's
+  1/n variance), so the nominal level is raised to make the interval as wide as a t-interval
+  would be (Hesterberg 2015, "expanded percentile"). NaN with fewer than
+  :data:`MIN_BOOT_SEEDS` seeds.
+
+Per target:
+
+* **S–E B_crit** (the paper's B_noise estimate, Eq. 22, :func:`theory.efficiency.
+  fit_b_noise`): S(B) = mean steps to the target at the optimum lr* of rule ``s_rule``
+  (default ``further``: log mean steps interpolated linearly in log lr between the grid
+  neighbours of lr*; ``steps``: the steps rule's refined minimum), E = B·S, over the batch
+  sizes with an optimum — a censored one included, S read at the edge lr (``censored_s``;
+  S varies slowly with lr near the optimum, so an edge biases S far less than lr*, and
+  dropping those batch sizes would often leave too few to fit; ``n_censored`` counts them);
+  1/S = −B_crit/E + 1/S_min. Interval: bootstrap over seeds
+  AND batch sizes (each resample draws seeds, refits every S(B), then draws the batch sizes
+  with replacement and refits), expanded at n = min(seeds, batch sizes).
+* **Leave-one-batch-size-out law comparison.** Folds = the batch sizes with an interior
+  ``further`` optimum (>= 3). In a fold, B_i's log lr* is predicted from the other folds:
+  theory laws by the paper's route (B_crit refit from the others' (S, E), ε_max by Eq. 23/24
+  from the others' lr*), baselines from the nearest other batch size
+  (:func:`theory.laws.baseline_lr`). A fold whose B_crit refit is not positive is dropped for
+  every law (paired folds); when the full-data B_crit is invalid nothing is ranked.
+  ``err`` = RMS of the natural-log errors over the folds. Intervals: bootstrap over seeds and
+  over folds (batch sizes); ``diff`` = err(law) − err(best baseline) with its interval from
+  the same resamples (paired). **Verdict**: the best theory law against the best baseline; a
+  winner is named only when the diff interval excludes 0; otherwise "not separable at this
+  scale" with n_needed = ⌈n_seeds · (z·sd_seeds/|diff|)²⌉ seeds, sd_seeds the seed-only
+  bootstrap SD of diff and z the two-sided normal quantile of ``level`` (the SD of a mean
+  over seeds shrinks as 1/√n). When n_needed <= n_seeds, seeds are not what is missing: the
+  spread over batch sizes is, and the verdict says so.
+
+Degenerate inputs never raise: what cannot be computed is NaN and a ``reason`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from theory import laws
+from theory.efficiency import fit_b_noise
+from theory.stats import Peak, bootstrap_interval, refined_argmax
+
+NAN = float("nan")
+
+#: The two best-lr rules: the paper's (largest mean loss reduction over the further steps) and
+#: fewest mean steps to reach the target.
+RULES: tuple[str, ...] = ("further", "steps")
+
+#: Fewest seeds for a seed bootstrap (with 2 seeds a resample takes only 3 distinct values).
+MIN_BOOT_SEEDS = 5
+
+#: Default two-sided coverage of every interval.
+LEVEL = 0.95
+
+#: Fewest interior batch sizes for a leave-one-out comparison (2 to fit, 1 to predict).
+MIN_FOLDS = 3
+
+THEORY: tuple[str, ...] = laws.THEORY
+BASELINES: tuple[str, ...] = laws.BASELINES
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def _num(v: Any) -> float:
+    if v is None or v == "":
+        return NAN
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return NAN
+
+
+def _flag(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v)
+
+
+class Cube:
+    """One target's points as dense arrays over (batch size, lr, seed); NaN where absent.
+
+    ``tried[i, j]``: lr j was run at batch size i (by any seed). ``usable``: the further rule's
+    usable runs; ``reached``: reached the target.
+    """
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]], target: float) -> None:
+        rows = [r for r in rows if float(r["target"]) == target]
+        self.target = float(target)
+        self.B = np.array(sorted({int(r["batch_size"]) for r in rows}), dtype=np.float64)
+        self.lrs = np.array(sorted({float(r["lr"]) for r in rows}), dtype=np.float64)
+        self.seeds = np.array(sorted({int(r["seed"]) for r in rows}), dtype=np.int64)
+        bi = {int(b): i for i, b in enumerate(self.B)}
+        li = {float(v): i for i, v in enumerate(self.lrs)}
+        si = {int(v): i for i, v in enumerate(self.seeds)}
+        shape = (self.B.size, self.lrs.size, self.seeds.size)
+        self.present = np.zeros(shape, dtype=bool)
+        self.usable = np.zeros(shape, dtype=bool)
+        self.reached = np.zeros(shape, dtype=bool)
+        self.reduction = np.full(shape, np.nan)
+        self.steps = np.full(shape, np.nan)
+        for r in rows:
+            k = (bi[int(r["batch_size"])], li[float(r["lr"])], si[int(r["seed"])])
+            self.present[k] = True
+            red, st = _num(r.get("loss_reduction")), _num(r.get("steps"))
+            reached = _flag(r.get("reached")) and math.isfinite(st)
+            self.reached[k] = reached
+            if reached:
+                self.steps[k] = st
+            if reached and math.isfinite(red) and not _flag(r.get("further_diverged")):
+                self.usable[k] = True
+                self.reduction[k] = red
+        self.tried = self.present.any(-1)
+
+    @property
+    def n_seeds(self) -> int:
+        return int(self.seeds.size)
+
+
+def _mean_where(ok: NDArray[np.bool_], v: NDArray[np.float64]) -> NDArray[np.float64]:
+    n = ok.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(ok, v, 0.0).sum(-1) / np.maximum(n, 1), np.nan)
+
+
+def curves(
+    cube: Cube,
+    rule: str,
+    seed_idx: NDArray[np.int64] | None = None,
+    *,
+    min_ok_frac: float = 0.5,
+) -> NDArray[np.float64]:
+    """The rule's curve y(B, lr) on the seeds ``seed_idx`` (all if None); NaN = not competing.
+
+    ``further``: mean loss reduction over usable seeds; ``steps``: −log mean steps over the
+    seeds that reached the target. An lr competes when >= ``min_ok_frac`` of its seeds at
+    that batch size are usable (repeated seeds of a resample count with their multiplicity).
+
+    Examples:
+      >>> rows = [dict(batch_size=4, lr=lr, seed=0, target=1.0, reached=True, steps=s,
+      ...              loss_reduction=r) for lr, s, r in ((1e-3, 20, 0.1), (2e-3, 10, 0.3))]
+      >>> curves(Cube(rows, 1.0), "further").round(3).tolist()
+      [[0.1, 0.3]]
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    sl = (Ellipsis, seed_idx) if seed_idx is not None else (Ellipsis,)
+    present = cube.present[sl]
+    ok = cube.usable[sl] if rule == "further" else cube.reached[sl]
+    n_present = present.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(n_present > 0, ok.sum(-1) / np.maximum(n_present, 1), 0.0)
+    compete = (frac >= min_ok_frac) & (ok.sum(-1) > 0)
+    if rule == "further":
+        y = _mean_where(ok, cube.reduction[sl])
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = -np.log(_mean_where(ok, cube.steps[sl]))
+    return np.where(compete, y, np.nan)
+
+
+def local_peak(x: Sequence[float], y: Sequence[float], *, half_width: int = 1) -> Peak | None:
+    """Maximiser of y over an ascending lr grid, refined by a local quadratic in log x.
+
+    The grid argmax, then a least-squares parabola in log x through the finite points within
+    ``half_width`` grid steps of it (>= 3 needed), its vertex clipped to the span of the
+    argmax's two neighbours; at a grid edge the edge point, ``censored`` "low" / "high".
+    ``half_width`` 1 is :func:`theory.stats.refined_argmax`. None when y has no finite value.
+
+    Examples:
+      >>> t = np.log([1.0, 2.0, 4.0, 8.0, 16.0])
+      >>> y = -(t - np.log(3.0)) ** 2
+      >>> round(local_peak(np.exp(t), y, half_width=2).x, 9)
+      3.0
+      >>> local_peak([1.0, 2.0], [1.0, 0.0]).censored
+      'low'
+    """
+    xs, v = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if not np.any(np.isfinite(v)):
+        return None
+    if half_width < 1:
+        raise ValueError(f"half_width must be >= 1; got {half_width=}")
+    p = refined_argmax(xs, v, log=True)
+    if half_width == 1 or p.censored:
+        return p
+    i = p.index
+    j = np.arange(max(0, i - half_width), min(xs.size, i + half_width + 1))
+    j = j[np.isfinite(v[j])]
+    if j.size < 3 or not (np.isfinite(v[i - 1]) and np.isfinite(v[i + 1])):
+        return p
+    t = np.log(xs)
+    a2, a1, a0 = np.polyfit(t[j], v[j], 2)
+    if not a2 < 0:
+        return Peak(float(xs[i]), float(v[i]), i, "")
+    tv = float(np.clip(-a1 / (2 * a2), t[i - 1], t[i + 1]))
+    return Peak(float(np.exp(tv)), float(a2 * tv**2 + a1 * tv + a0), i, "")
+
+
+def expanded_level(level: float, n: int) -> float:
+    """The percentile level that makes a bootstrap interval as wide as a t-interval of n.
+
+    2Φ(√(n/(n−1))·t_{n−1}((1+level)/2)) − 1 (Hesterberg's expanded percentile interval):
+    corrects the plain percentile interval's under-coverage with few resampling units.
+
+    Examples:
+      >>> round(expanded_level(0.95, 10), 4), round(expanded_level(0.95, 1000), 4)
+      (0.9829, 0.9504)
+    """
+    from scipy import stats as st
+
+    if n < 2:
+        return NAN
+    q = math.sqrt(n / (n - 1)) * st.t.ppf((1 + level) / 2, n - 1)
+    return float(min(2 * st.norm.cdf(q) - 1, 1 - 1e-9))
+
+
+# ----------------------------------------------------------------------------- one resample
+
+
+@dataclass
+class Draw:
+    """The estimates of one target on one set of seeds (all seeds, or a resample).
+
+    ``lr[rule]``, ``value[rule]``, ``censored[rule]``: per batch size the optimum lr* (NaN if
+    no lr competes), the curve there and "low" / "high" / "" (edge of the lrs tried) or
+    "none" (no optimum). ``S``: steps to the target at the ``s_rule`` optimum (NaN if none).
+    """
+
+    lr: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    value: dict[str, NDArray[np.float64]] = field(default_factory=dict)
+    censored: dict[str, list[str]] = field(default_factory=dict)
+    S: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    s_ok: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _interp_steps(x: NDArray[np.float64], ls: NDArray[np.float64], lr: float, j: int) -> float:
+    """log mean steps at ``lr`` (near grid index ``j``), linear in log lr between neighbours."""
+    k = j + 1 if lr > x[j] else j - 1
+    if 0 <= k < x.size and np.isfinite(ls[k]) and lr != x[j]:
+        w = (math.log(lr) - math.log(x[j])) / (math.log(x[k]) - math.log(x[j]))
+        return float(ls[j] + w * (ls[k] - ls[j]))
+    return float(ls[j])
+
+
+def draw(
+    cube: Cube,
+    seed_idx: NDArray[np.int64] | None = None,
+    *,
+    min_ok_frac: float = 0.5,
+    half_width: int = 1,
+    s_rule: str = "further",
+    censored_s: bool = True,
+) -> Draw:
+    """Both rules' optima and S(B) on the seeds ``seed_idx`` (module docstring)."""
+    d = Draw()
+    ys = {rule: curves(cube, rule, seed_idx, min_ok_frac=min_ok_frac) for rule in RULES}
+    nB = cube.B.size
+    peaks: dict[str, list[Peak | None]] = {}
+    for rule in RULES:
+        lr, val, cen, pk = np.full(nB, np.nan), np.full(nB, np.nan), [], []
+        for i in range(nB):
+            tried = cube.tried[i]
+            p = local_peak(cube.lrs[tried], ys[rule][i, tried], half_width=half_width)
+            pk.append(p)
+            if p is None:
+                cen.append("none")
+                continue
+            lr[i], val[i] = p.x, p.y
+            cen.append(p.censored)
+        d.lr[rule], d.value[rule], d.censored[rule], peaks[rule] = lr, val, cen, pk
+    S = np.full(nB, np.nan)
+    ls = -ys["steps"]  # log mean steps
+    for i in range(nB):
+        p = peaks[s_rule][i]
+        if p is None or (p.censored and not censored_s):
+            continue
+        if s_rule == "steps":
+            S[i] = math.exp(-p.y)
+        else:
+            x, li = cube.lrs[cube.tried[i]], ls[i, cube.tried[i]]
+            if np.isfinite(li[p.index]):
+                S[i] = math.exp(_interp_steps(x, li, p.x, p.index))
+    d.S = S
+    d.s_ok = np.isfinite(S) & (S > 0)
+    return d
+
+
+# ----------------------------------------------------------------------------- B_crit
+
+
+def fit_b_crit(B: NDArray[np.float64], S: NDArray[np.float64]) -> tuple[float, float, str | None]:
+    """S–E fit (Eq. 22) on (B, S) points: ``(b_crit, s_min, reason)``, NaN with a reason.
+
+    Examples:
+      >>> B = np.array([4.0, 16.0, 64.0])
+      >>> b, s, why = fit_b_crit(B, 100 * (1 + 20 / B))
+      >>> round(b, 6), round(s, 6), why
+      (20.0, 100.0, None)
+    """
+    ok = np.isfinite(S) & (S > 0)
+    if np.unique(B[ok]).size < 2:
+        return NAN, NAN, f"only {int(np.unique(B[ok]).size)} batch size(s) with an S to fit"
+    b, s = B[ok], S[ok]
+    try:
+        b_crit, s_min = fit_b_noise(s, b * s)
+    except ValueError as e:
+        return NAN, NAN, f"S-E fit failed: {e}"
+    x, y = 1.0 / (b * s), 1.0 / s
+    zero = 1024 * np.finfo(np.float64).eps * float(np.max(y)) / max(float(np.ptp(x)), 1e-300)
+    if math.isfinite(b_crit) and abs(b_crit) <= zero:
+        return (
+            NAN,
+            s_min,
+            (
+                f"fitted B_crit = {b_crit:.3g} is zero to rounding (steps to the target do not "
+                "change with batch size)"
+            ),
+        )
+    if not (b_crit > 0 and math.isfinite(b_crit)):
+        return (
+            NAN,
+            s_min,
+            (
+                f"fitted B_crit = {b_crit:.4g} is not positive (steps to the target do not fall "
+                "with batch size)"
+            ),
+        )
+    return float(b_crit), float(s_min), None
+
+
+# ----------------------------------------------------------------------------- leave-one-out
+
+
+def loo_errors(
+    B: NDArray[np.float64],
+    lr: NDArray[np.float64],
+    lr_ok: NDArray[np.bool_],
+    S: NDArray[np.float64],
+    s_ok: NDArray[np.bool_],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], str | None]:
+    """Leave-one-batch-size-out errors: ``(errors (law × fold), fold batch sizes, reason)``.
+
+    Rows follow ``THEORY + BASELINES``; an error is log(predicted lr*) − log(lr*) at the
+    held-out batch size (module docstring). Folds are the ``lr_ok`` batch sizes; a fold whose
+    B_crit refit fails is dropped; no folds when the full-data B_crit fails.
+
+    Examples:
+      >>> B = np.array([4.0, 16.0, 64.0]); lr = 1e-3 * np.sqrt(B / 4)
+      >>> ok = np.ones(3, bool); S = 100 * (1 + 40 / B)
+      >>> e, folds, why = loo_errors(B, lr, ok, S, ok)
+      >>> float(np.abs(e[len(THEORY) + 1]).max()) < 1e-12, folds.tolist()  # sqrt_rule
+      (True, [4.0, 16.0, 64.0])
+    """
+    names = (*THEORY, *BASELINES)
+    empty = np.zeros((len(names), 0))
+    idx = np.flatnonzero(lr_ok & np.isfinite(lr) & (lr > 0))
+    if idx.size < MIN_FOLDS:
+        return (
+            empty,
+            np.zeros(0),
+            (
+                f"leave-one-out needs >= {MIN_FOLDS} batch sizes with an interior optimum; have "
+                f"{idx.size}"
+            ),
+        )
+    sk = s_ok & np.isfinite(S) & (S > 0)
+    _, _, why = fit_b_crit(B[sk], S[sk])
+    if why is not None:
+        return empty, np.zeros(0), f"no law comparison: {why}"
+    cols, folds = [], []
+    for i in idx:
+        keep = idx[idx != i]
+        sk_i = sk.copy()
+        sk_i[i] = False
+        bc, _, bad = fit_b_crit(B[sk_i], S[sk_i])
+        if bad is not None:
+            continue
+        col = []
+        for law in THEORY:
+            eps = laws.eps_max_given_b_noise(law, B[keep], lr[keep], bc)
+            col.append(math.log(float(laws.law_lr(law, B[i], eps, bc))) - math.log(lr[i]))
+        for law in BASELINES:
+            pred = float(laws.baseline_lr(law, B[i], B[keep], lr[keep]))
+            col.append(math.log(pred) - math.log(lr[i]))
+        cols.append(col)
+        folds.append(B[i])
+    if not cols:
+        return empty, np.zeros(0), "no leave-one-out fold gave a positive B_crit refit"
+    return np.array(cols, dtype=np.float64).T, np.array(folds), None
+
+
+def _rms(e: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
+    return np.sqrt(np.mean(e**2, axis=axis)) if e.shape[axis] else np.full(e.shape[0], np.nan)
+
+
+# ----------------------------------------------------------------------------- one target
+
+
+@dataclass
+class TargetAnalysis:
+    """All tables of one target (see :func:`analyse_target`)."""
+
+    target: float
+    best: list[dict[str, Any]]
+    b_crit: dict[str, Any]
+    loo: list[dict[str, Any]]
+    verdict: dict[str, Any]
+    point: Draw
+    cube: Cube
+    loo_errors: NDArray[np.float64]
+    loo_folds: NDArray[np.float64]
+
+
+def analyse_target(
+    rows: Iterable[Mapping[str, Any]],
+    target: float,
+    *,
+    n_boot: int = 200,
+    level: float = LEVEL,
+    seed: int = 0,
+    min_ok_frac: float = 0.5,
+    half_width: int = 1,
+    s_rule: str = "further",
+    censored_s: bool = True,
+) -> TargetAnalysis:
+    """Every estimator of the module docstring at one target, with its intervals.
+
+    Args:
+      rows: the points table.
+      target: the target loss (rows of other targets are ignored).
+      n_boot: bootstrap resamples: 0 (no intervals) or >= 10.
+      level: two-sided coverage of the intervals.
+      seed: seed of the bootstrap draws.
+      min_ok_frac: share of an lr's seeds that must be usable for it to compete.
+      half_width: grid points either side of the argmax in the local quadratic.
+      s_rule: the optimum S(B) is read at for B_crit (``further`` or ``steps``).
+      censored_s: use S at a censored optimum (the edge lr) in the B_crit fit.
+
+    Returns:
+      :class:`TargetAnalysis`: ``best`` (rows ``target, batch_size, rule, lr, lo, hi,
+      censored`` + ``grid_lr`` (grid argmax), ``value``, ``n_seeds``, ``p_edge`` (share of
+      resamples whose optimum is on an edge), ``S``, ``E``), ``b_crit`` (``target, value, lo,
+      hi`` + ``s_min``, ``lo_seeds``/``hi_seeds`` (seeds alone), ``n_batch_sizes``,
+      ``n_censored``, ``reason``), ``loo`` (per law ``target, law, err, lo, hi`` + ``diff``,
+      ``diff_lo``, ``diff_hi`` against ``best_baseline``, ``n_folds``), ``verdict``.
+    """
+    if not (n_boot == 0 or n_boot >= 10):
+        raise ValueError(f"n_boot must be 0 (no intervals) or >= 10; got {n_boot=}")
+    if not 0 < min_ok_frac <= 1:
+        raise ValueError(f"min_ok_frac must lie in (0, 1]; got {min_ok_frac=}")
+    if s_rule not in RULES:
+        raise ValueError(f"s_rule must be one of {RULES}; got {s_rule!r}")
+    cube = Cube(rows, target)
+    kw = dict(min_ok_frac=min_ok_frac, half_width=half_width, s_rule=s_rule, censored_s=censored_s)
+    point = draw(cube, None, **kw)
+    B = cube.B
+    n = cube.n_seeds
+    boot = n_boot > 0 and n >= MIN_BOOT_SEEDS
+    names = (*THEORY, *BASELINES)
+
+    cache: dict[bytes, Draw] = {}
+
+    def at(idx: NDArray[np.int64]) -> Draw:  # one analysis per resample, shared by all stats
+        key = idx.tobytes()
+        if key not in cache:
+            cache[key] = draw(cube, idx, **kw)
+        return cache[key]
+
+    def units_rng(idx: NDArray[np.int64], salt: int) -> np.random.Generator:
+        # the batch-size / fold resample that goes with a seed resample (deterministic in it)
+        return np.random.default_rng([seed, salt, *idx.tolist()])
+
+    def interval(stat, m: int) -> tuple[float, float, int]:
+        if not boot:
+            return NAN, NAN, 0
+        return bootstrap_interval(stat, n, n_boot=n_boot, level=expanded_level(level, m), seed=seed)
+
+    # --- best lr per (rule, batch size)
+    best = []
+    for rule in RULES:
+        for i, b in enumerate(B):
+            lr = float(point.lr[rule][i])
+            lo = hi = NAN
+            p_edge = NAN
+            if boot and math.isfinite(lr):
+
+                def log_lr(idx, rule=rule, i=i):
+                    v = at(idx).lr[rule][i]
+                    return math.log(v) if math.isfinite(v) else NAN
+
+                lo, hi, _ = interval(log_lr, n)
+                lo, hi = (
+                    math.exp(lo) if math.isfinite(lo) else NAN,
+                    (math.exp(hi) if math.isfinite(hi) else NAN),
+                )
+                edges = [
+                    at(ix).censored[rule][i] in ("low", "high") for ix in _draws(n, n_boot, seed)
+                ]
+                p_edge = float(np.mean(edges))
+            tried = cube.tried[i]
+            y = curves(cube, rule, None, min_ok_frac=min_ok_frac)[i, tried]
+            grid = float(cube.lrs[tried][int(np.nanargmax(y))]) if np.any(np.isfinite(y)) else NAN
+            cen = point.censored[rule][i]
+            value = float(point.value[rule][i])
+            row = {
+                "target": cube.target,
+                "batch_size": int(b),
+                "rule": rule,
+                "lr": lr,
+                "lo": lo,
+                "hi": hi,
+                "censored": "" if cen == "none" else cen,
+                "grid_lr": grid,
+                "value": value
+                if rule == "further"
+                else math.exp(-value)
+                if math.isfinite(value)
+                else NAN,
+                "n_seeds": int(cube.present[i].any(0).sum()),
+                "p_edge": p_edge,
+                "S": float(point.S[i]) if rule == s_rule else NAN,
+                "E": float(b * point.S[i]) if rule == s_rule else NAN,
+            }
+            best.append(row)
+
+    # --- B_crit
+    bc, s_min, why = fit_b_crit(B[point.s_ok], point.S[point.s_ok])
+    n_fit = int(point.s_ok.sum())
+
+    def bc_seeds(idx):
+        d = at(idx)
+        return fit_b_crit(B[d.s_ok], d.S[d.s_ok])[0]
+
+    def bc_both(idx):
+        d = at(idx)
+        k = np.flatnonzero(d.s_ok)
+        if k.size < 2:
+            return NAN
+        k = units_rng(idx, 1).choice(k, k.size)
+        return fit_b_crit(B[k], d.S[k])[0]
+
+    lo_s = hi_s = lo_b = hi_b = NAN
+    if why is None:
+        lo_s, hi_s, _ = interval(bc_seeds, n)
+        lo_b, hi_b, _ = interval(bc_both, min(n, n_fit))
+    n_cens = sum(c in ("low", "high") for c in point.censored[s_rule])
+    b_crit = {
+        "target": cube.target,
+        "value": bc,
+        "lo": lo_b,
+        "hi": hi_b,
+        "s_min": s_min,
+        "lo_seeds": lo_s,
+        "hi_seeds": hi_s,
+        "n_batch_sizes": n_fit,
+        "n_censored": int(n_cens),
+        "reason": why,
+    }
+
+    # --- leave-one-batch-size-out
+    def lr_ok(d: Draw) -> NDArray[np.bool_]:
+        return np.array([c == "" for c in d.censored["further"]]) & np.isfinite(d.lr["further"])
+
+    E0, folds0, loo_why = loo_errors(B, point.lr["further"], lr_ok(point), point.S, point.s_ok)
+    err = _rms(E0) if E0.shape[1] else np.full(len(names), np.nan)
+    nt = len(THEORY)
+    base_err = err[nt:]
+    kb = int(np.nanargmin(base_err)) if np.any(np.isfinite(base_err)) else None
+    best_base = BASELINES[kb] if kb is not None else None
+    draws_cache: dict[bytes, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+
+    def loo_of(idx):  # (err per law on the resampled seeds, and with folds resampled too)
+        key = idx.tobytes()
+        if key not in draws_cache:
+            d = at(idx)
+            Ed, _, bad = loo_errors(B, d.lr["further"], lr_ok(d), d.S, d.s_ok)
+            if bad is not None or Ed.shape[1] == 0:
+                nanv = np.full(len(names), np.nan)
+                draws_cache[key] = (nanv, nanv)
+            else:
+                f = units_rng(idx, 2).integers(0, Ed.shape[1], Ed.shape[1])
+                draws_cache[key] = (_rms(Ed), _rms(Ed[:, f]))
+        return draws_cache[key]
+
+    m_loo = min(n, max(int(folds0.size), 2))
+    loo = []
+    for k, law in enumerate(names):
+        lo = hi = dlo = dhi = NAN
+        diff = float(err[k] - err[nt + kb]) if kb is not None else NAN
+        if loo_why is None:
+            lo, hi, _ = interval(lambda ix, k=k: float(loo_of(ix)[1][k]), m_loo)
+            if kb is not None:
+                dlo, dhi, _ = interval(
+                    lambda ix, k=k: float(loo_of(ix)[1][k] - loo_of(ix)[1][nt + kb]), m_loo
+                )
+        loo.append(
+            {
+                "target": cube.target,
+                "law": law,
+                "err": float(err[k]),
+                "lo": lo,
+                "hi": hi,
+                "diff": diff,
+                "diff_lo": dlo,
+                "diff_hi": dhi,
+                "best_baseline": best_base or "",
+                "n_folds": int(folds0.size),
+            }
+        )
+    # --- the verdict: best theory law against the best baseline
+    verdict: dict[str, Any] = {"target": cube.target, "winner": None, "separable": False}
+    th_err = err[:nt]
+    if loo_why is not None or kb is None or not np.any(np.isfinite(th_err)):
+        verdict["text"] = f"no law comparison at target {cube.target:g}: {loo_why or 'no fold'}"
+        verdict["n_seeds_needed"] = None
+    else:
+        kt = int(np.nanargmin(th_err))
+        law, row = THEORY[kt], loo[kt]
+        diff, dlo, dhi = row["diff"], row["diff_lo"], row["diff_hi"]
+        iv = f"[{dlo:.3g}, {dhi:.3g}]" if math.isfinite(dlo) else "[no interval]"
+        base = best_base
+        n_need = None
+        if boot:
+            ds = [loo_of(ix)[0][kt] - loo_of(ix)[0][nt + kb] for ix in _draws(n, n_boot, seed)]
+            ds = np.array([v for v in ds if math.isfinite(v)])
+            if ds.size >= 2 and diff != 0:
+                from scipy.stats import norm
+
+                z = float(norm.ppf((1 + level) / 2))
+                n_need = math.ceil(n * (z * float(np.std(ds, ddof=1)) / abs(diff)) ** 2)
+        verdict.update(
+            theory_law=law,
+            baseline=base,
+            diff=diff,
+            diff_lo=dlo,
+            diff_hi=dhi,
+            n_seeds=n,
+            n_seeds_needed=n_need,
+        )
+        head = (
+            f"target {cube.target:g}: leave-one-batch-size-out log-lr RMS error, best law "
+            f"{law} {err[kt]:.3g} vs best baseline {base} {err[nt + kb]:.3g}: "
+            f"difference {diff:+.3g} {iv}"
+        )
+        if math.isfinite(dlo) and (dhi < 0 or dlo > 0):
+            winner = law if dhi < 0 else base
+            verdict.update(winner=winner, separable=True)
+            verdict["text"] = f"{head}; {winner} wins ({folds0.size} folds, {n} seeds)"
+        else:
+            if n_need is None:
+                more = "no interval (too few seeds to bootstrap)" if not boot else "no estimate"
+            elif n_need <= n:
+                more = (
+                    "more seeds alone would not separate them: the spread over batch sizes "
+                    "dominates (measure more batch sizes)"
+                )
+            else:
+                more = f"about {n_need} seeds would separate them (now {n})"
+            verdict["text"] = f"{head}; not separable at this scale: {more}"
+    return TargetAnalysis(cube.target, best, b_crit, loo, verdict, point, cube, E0, folds0)
+
+
+def _draws(n: int, n_boot: int, seed: int) -> list[NDArray[np.int64]]:
+    """The seed resamples :func:`theory.stats.bootstrap_interval` draws with this seed."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n) for _ in range(n_boot)]
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def targets_of(rows: Iterable[Mapping[str, Any]]) -> list[float]:
+    """The distinct targets in the table, descending (training order)."""
+    return sorted({float(r["target"]) for r in rows}, reverse=True)
+
+
+def edges_to_extend(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    rules: Sequence[str] = ("further",),
+    min_ok_frac: float = 0.5,
+) -> dict[int, set[str]]:
+    """Per batch size, the grid edges ("low", "high") where a rule's optimum is censored at
+    some target (point estimates on all seeds): where :func:`validate.sweep.run_sweep`
+    extends the lr grid.
+
+    Examples:
+      >>> rows = [dict(batch_size=4, lr=lr, seed=0, target=1.0, reached=True, steps=10,
+      ...              loss_reduction=lr) for lr in (1e-3, 2e-3, 4e-3)]
+      >>> edges_to_extend(rows)
+      {4: {'high'}}
+    """
+    out: dict[int, set[str]] = {}
+    for t in targets_of(rows):
+        cube = Cube(rows, t)
+        for rule in rules:
+            y = curves(cube, rule, None, min_ok_frac=min_ok_frac)
+            for i, b in enumerate(cube.B):
+                tried = cube.tried[i]
+                p = local_peak(cube.lrs[tried], y[i, tried])
+                if p is not None and p.censored:
+                    out.setdefault(int(b), set()).add(p.censored)
+    return out
