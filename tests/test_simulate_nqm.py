@@ -254,3 +254,22 @@ def test_default_dense_window():
         n = N.default_dense(beta)
         assert beta**n < 1e-12 <= beta ** (n - 1)
     assert math.isclose(N.default_dense(0.0), 0)
+
+
+def test_train_on_the_nqm_matches_the_exact_sgd_loss(tmp_path):
+    """`simulate train --problem nqm` trains the same model: with SGD at a batch size so large
+    the noise is negligible, its steps to a target equal the exact recursion's noise-free count
+    (x0 = 1, so E[L0] = ½ Σ h_i, as in the NQM)."""
+    from simulate import problems
+    from simulate.train import TrainConfig, run_grid
+
+    d, lr, frac = 200, 0.5, 0.3
+    p = problems.make("nqm", 0, d=d)
+    h = p.h
+    loss0 = 0.5 * h.sum()
+    # noise-free: L_t = ½ Σ h_i (1 − lr h_i)^(2t); first t with L_t <= frac · L0
+    t = np.arange(1, 2000)[:, None]
+    exact = int(np.argmax(0.5 * np.sum(h * (1 - lr * h) ** (2 * t), axis=1) <= frac * loss0)) + 1
+    cfg = TrainConfig(optimizer="sgd", targets=(frac,), max_steps=2000, further_steps=0)
+    res = run_grid(p, [2.0**40], np.array([lr]), 1, cfg, 0)
+    assert int(res.steps[0, 0]) == exact
