@@ -42,6 +42,7 @@ from typing import Any
 from surgelab.cli import Command, Stage, UsageError
 from surgelab.config import Config, ConfigError, flag, opt
 from surgelab.limits import check_work
+from surgelab.rundir import read_user_csv
 
 #: Bootstrap refits one advice may plan (3 laws × --n-boot; a refit takes a few ms, so this
 #: is about a minute on one core).
@@ -204,27 +205,12 @@ def read_points_csv(path: str | Path) -> tuple[Any, Any]:
     """``--points``: every data row two positive finite numbers; anything else names its line."""
     import numpy as np
 
-    p = Path(path)
-    where = f"--points: points file {str(p)!r}"
-    if not p.is_file():
-        raise UsageError(f"{where} does not exist" if not p.exists() else f"{where} is not a file")
-    try:
-        with p.open(newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            lines = [(reader.line_num, row) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"{where} is not a CSV text file ({exc})") from None
-    if not lines:
-        raise UsageError(f"{where} is empty; expected a header line batch_size,lr")
-    _, header = lines[0]
-    cols = [c.strip() for c in header]
+    where = f"--points: points file {str(Path(path))!r}"
+    cols, data = read_user_csv(path, where, "batch_size,lr")
     lr_col = "lr" if "lr" in cols else "best_lr" if "best_lr" in cols else None
     if "batch_size" not in cols or lr_col is None:
         raise UsageError(f"{where} must have columns 'batch_size' and 'lr'; found {cols}")
     ib, il = cols.index("batch_size"), cols.index(lr_col)
-    data = lines[1:]
-    while data and not any(c.strip() for c in data[-1][1]):  # trailing blank lines hold nothing
-        data.pop()
     if not data:
         raise UsageError(f"{where} has no rows below its header")
     if "target" in cols:  # a sweep's best_lr.csv holds one curve per target loss

@@ -19,7 +19,6 @@ too (there is no B_crit to fit).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 from surgelab.cli import Command, Stage, UsageError
 from surgelab.config import Config, ConfigError, opt
-from surgelab.rundir import RunDir
+from surgelab.rundir import RunDir, read_user_csv
 
 ADVICE = "at B_crit you pay 2× the minimum steps and 2× the minimum examples"
 
@@ -66,24 +65,10 @@ def read_steps_table(path: str | Path, arg: str = "--table") -> dict[str, Any]:
     Returns ``{"batch_size": [...], "steps": [...], "target": [... or None], "tokens_per_example":
     float | None}``.
     """
-    p = Path(path).expanduser()
-    where = f"{arg}: {str(p)!r}"
-    if not p.is_file():
-        raise UsageError(f"{where} does not exist" if not p.exists() else f"{where} is not a file")
-    try:
-        with p.open(newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            lines = [(reader.line_num, row) for row in reader]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise UsageError(f"{where} is not a CSV text file ({exc})") from None
-    if not lines:
-        raise UsageError(f"{where} is empty; expected a header line batch_size,steps")
-    cols = [c.strip() for c in lines[0][1]]
+    where = f"{arg}: {str(Path(path).expanduser())!r}"
+    cols, data = read_user_csv(path, where, "batch_size,steps")
     if "batch_size" not in cols or "steps" not in cols:
         raise UsageError(f"{where} must have columns 'batch_size' and 'steps'; found {cols}")
-    data = lines[1:]
-    while data and not any(c.strip() for c in data[-1][1]):
-        data.pop()
     if not data:
         raise UsageError(f"{where} has no rows below its header")
     names = [c for c in ("batch_size", "steps", "target", "tokens_per_example") if c in cols]

@@ -95,6 +95,35 @@ def read_table(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def read_user_csv(
+    path: str | os.PathLike, where: str, header_hint: str
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A user's CSV file: ``(columns, [(line number, cells), ...])`` without trailing blank lines.
+
+    ``where`` prefixes every error (e.g. ``"--table: '/x.csv'"``); ``header_hint`` names the
+    header the file should start with. Raises ``UsageError`` (one line) for a missing file, a
+    non-text file, an empty file or a file without data rows.
+    """
+    from surgelab.cli import UsageError
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UsageError(f"{where} does not exist" if not p.exists() else f"{where} is not a file")
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            lines = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{where} is not a CSV text file ({exc})") from None
+    if not lines:
+        raise UsageError(f"{where} is empty; expected a header line {header_hint}")
+    cols = [c.strip() for c in lines[0][1]]
+    data = lines[1:]
+    while data and not any(c.strip() for c in data[-1][1]):  # trailing blank lines hold nothing
+        data.pop()
+    return cols, data
+
+
 def _parse(v: str | None) -> Any:
     if v is None or v == "":
         return None
