@@ -173,32 +173,43 @@ def plot_bnoise_targets(fits: Sequence[dict], ax=None):
 
 
 def plot_momentum(table: Sequence[dict], ax=None):
-    """Best lr (refined) vs B for each Adam (β1, β2) on the same problem, with Su's predicted
-    onset of the fall (column ``su_fall_threshold`` where finite). Table: ``momentum.csv``."""
+    """Best lr vs B per horizon (K steps from Adam's steady state; ``whole``: steps to target
+    over a whole run), one colour per horizon and one line style per (β1, β2); Su's one-step
+    curve (column ``su_lr``) in black and his mean-field peak B* (``su_fall_threshold``) dotted.
+    Censored optima (at an lr-grid edge) are open markers. Table: ``momentum.csv``."""
     ax = _ax(ax)
     keys = sorted({(float(r["beta1"]), float(r["beta2"])) for r in table})
+    hs = list(dict.fromkeys(str(r["horizon"]) for r in table))
+    styles = ["-", "--", "-.", ":"]
     for n, (b1, b2) in enumerate(keys):
         rows = [r for r in table if float(r["beta1"]) == b1 and float(r["beta2"]) == b2]
+        ls = styles[n % len(styles)]
+        for m, h in enumerate(hs):
+            hr = [r for r in rows if str(r["horizon"]) == h]
+            B, y = _col(hr, "B"), _col(hr, "lr_best")
+            cens = np.array([bool(r.get("censored")) for r in hr])
+            lab = "whole run" if h == "whole" else f"K = {h}"
+            ax.plot(B, y, ls, marker="o", ms=4, color=f"C{m}", label=f"{lab} (β1={b1:g})")
+            if cens.any():
+                ax.plot(B[cens], y[cens], "o", mfc="white", color=f"C{m}", ms=7)
+        su_rows = [r for r in rows if str(r["horizon"]) == hs[0]]
         ax.plot(
-            _col(rows, "B"),
-            _col(rows, "lr_best"),
-            "o-",
-            color=f"C{n}",
-            label=f"β1={b1:g}, β2={b2:g}",
+            _col(su_rows, "B"),
+            _col(su_rows, "su_lr"),
+            ls,
+            color="k",
+            lw=2,
+            alpha=0.6,
+            label=f"Su one-step (β1={b1:g})",
         )
-        thr = _col(rows, "su_fall_threshold") if "su_fall_threshold" in rows[0] else [np.nan]
+        thr = _col(su_rows, "su_fall_threshold")
         if np.isfinite(thr[0]):
-            ax.axvline(
-                thr[0],
-                color=f"C{n}",
-                ls=":",
-                label=f"Su: falls beyond B = {thr[0]:.3g} (β1={b1:g})",
-            )
+            ax.axvline(thr[0], color="k", ls=":", lw=0.8, label=f"Su B* = {thr[0]:.3g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("batch size B")
-    ax.set_ylabel("best learning rate (min steps to target)")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("best learning rate")
+    ax.legend(fontsize=6, ncol=2)
     return ax
 
 

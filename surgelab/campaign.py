@@ -836,6 +836,8 @@ def _sweep_units(job: Job, spec: dict[str, Any], res: dict[str, Any], cuts: dict
                         further_steps=bp.further_steps,
                         max_steps=bp.max_steps,
                         eval_every=bp.eval_every,
+                        eval_schedule=bp.eval_schedule,
+                        eval_rel=bp.eval_rel,
                         device=device,
                         on_progress=tick,
                         model_chunk=chunk,

@@ -4,11 +4,17 @@ Trains the workload with Adam at a fixed learning rate and batch size, and at ea
 (``--checkpoints`` steps, and/or ``--at-losses`` loss levels) runs
 :func:`validate.estimate.estimate_at_checkpoint`: per-example gradient statistics, Hessian
 quantities by HVPs, every law's prediction, and a one-step measurement of the best learning
-rate per batch size. Writes a run folder (``runs/validate/estimate/<UTC>/`` or ``--out``)::
+rate per batch size (by default on ONE population, the first ``--n-eval`` eval examples, with
+mini-batches drawn in rounds until each optimum's interval is narrow).
+Writes a run folder (``runs/validate/estimate/<UTC>/`` or ``--out``)::
 
     config.json, meta.json
     checkpoints.csv   one row per checkpoint: loss, B_noise (Theorem 3, SGD), ε_max, B_simple…
-    per_batch.csv     one row per (checkpoint, B): predicted and measured best learning rates
+    per_batch.csv     one row per (checkpoint, B): predicted and measured best learning rates,
+                      resolved_*/n_batches_* (the stopping rule), and the sign step's
+                      shuffled-coordinate control: vhv_meas, vhv_shuf, vhv_thm2 (E[v'Hv]
+                      measured, coordinates decoupled, Theorem 2's D(B)), gv_meas, numer_thm2
+                      (bias-corrected) and the factors marginals × corr × quad = pred/meas
     one_step.csv      one row per (checkpoint, update, B, lr): mean loss improvement ± SE
     regime_hist.csv   histogram of π σ_i²/(2 μ_i²) per checkpoint
     partial.json      the finished checkpoints (rerun with the same --out to resume)
@@ -90,7 +96,27 @@ class EstimateConfig(Config):
         nonempty=True,
     )
     n_batches: int = opt(
-        12, "independent mini-batches per batch size (one-step measurement)", lo=2, hi=1_000_000
+        12,
+        "mini-batches per round of the one-step measurement (rounds until the interval is narrow)",
+        lo=2,
+        hi=1_000_000,
+    )
+    max_batches: int = opt(
+        96,
+        "mini-batches per batch size at most; a B whose optimum is still wide is flagged",
+        lo=2,
+        hi=1_000_000,
+    )
+    max_log_width: float = opt(
+        0.3,
+        "a B's measured optimum is resolved when its interval has ln(hi/lo) <= this",
+        lo=0,
+        lo_open=True,
+    )
+    population: Literal["eval", "train"] = opt(
+        "eval",
+        "eval: mu, sigma, G, the batches and the loss changes all from the n_eval eval examples "
+        "(consistent); train: mu, sigma and the batches from the training set (the old setup)",
     )
     lrs: tuple[float, ...] | None = opt(
         None,
@@ -170,9 +196,10 @@ class EstimateConfig(Config):
         parts = {
             "probes": 2 * self.probes,
             "noise_samples": 3 * self.noise_samples,
-            "n_batches": 3 * self.n_batches,
+            "max_batches": 4 * max(self.n_batches, self.max_batches),
         }
-        need = 8 * d * (2 * n_vec + self.noise_samples + 3 * self.n_batches)
+        nb = max(self.n_batches, self.max_batches)
+        need = 8 * d * (2 * n_vec + self.noise_samples + 4 * nb)
         worst = max(parts, key=parts.get)
         limits.check_memory(need, worst, f"{n_vec} HVP vectors of {d} parameters")
 
@@ -198,6 +225,9 @@ class EstimateConfig(Config):
             measure=self.measure,
             max_extend=self.max_extend,
             noise_samples=self.noise_samples,
+            population=self.population,
+            max_batches=self.max_batches,
+            max_log_width=self.max_log_width,
         )
 
 
@@ -288,21 +318,20 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
         "|G|^2 not resolved" if math.isinf(bs) else "",
     )
     item("regime_bound_median", f"median regime bound pi sigma_i^2/(2 mu_i^2) ({at})")
-    if "ratio_sign_geomean" in s:
-        item(
-            "ratio_sign_geomean",
-            "predicted (Theorem 2) / measured best sign-step lr, geometric mean over B",
-        )
-        item(
+    # only from resolved B (the library's geomeans skip the unresolved; none resolved: NaN)
+    for key, what in (
+        ("ratio_sign_geomean", "predicted (Theorem 2) / measured best sign-step lr"),
+        (
             "ratio_sgd_full_geomean",
-            "predicted (McCandlish, full tr(H Sigma)) / measured best SGD-step lr, geometric "
-            "mean over B",
-        )
-        item(
+            "predicted (McCandlish, full tr(H Sigma)) / measured best SGD-step lr",
+        ),
+        (
             "ratio_sgd_geomean",
-            "predicted (McCandlish, diagonal Sigma only) / measured best SGD-step lr, geometric "
-            "mean over B",
-        )
+            "predicted (McCandlish, diagonal Sigma only) / measured best SGD-step lr",
+        ),
+    ):
+        if math.isfinite(_num(s.get(key))):
+            item(key, f"{what}, geometric mean over the resolved B")
 
     verdicts = [
         f"at step {s['step']} (loss {_fmt(s['loss'])}): Theorem 3's B_noise = {_fmt(bn3)}"
@@ -319,13 +348,15 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
         ("sgd", "lr_pred_sgd", "McCandlish (diagonal Sigma)", "ratio_sgd_geomean"),
     )
     for upd, pred_key, law, ratio_key in laws:
-        inside, outside, censored = [], [], []
+        inside, outside, censored, wide = [], [], [], []
         for r in per_batch:
             p, lo, hi = (
                 _num(r.get(k)) for k in (pred_key, f"lr_meas_{upd}_lo", f"lr_meas_{upd}_hi")
             )
             if r.get(f"lr_meas_{upd}_edge"):
                 censored.append(r["batch_size"])
+            elif r.get(f"resolved_{upd}") is False:
+                wide.append(r["batch_size"])
             elif math.isfinite(p) and lo <= p <= hi:
                 inside.append(r["batch_size"])
             elif math.isfinite(p) and math.isfinite(lo):
@@ -342,11 +373,20 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
                 f"not decided at B = {', '.join(map(str, censored))} (measured "
                 f"optimum at the grid's edge)"
             )
+        if wide:
+            parts.append(
+                f"unresolved at B = {', '.join(map(str, wide))} (interval wider than "
+                f"ln(hi/lo) = {_fmt(s.get('max_log_width'))} after {_fmt(s.get('max_batches'))} "
+                f"mini-batches)"
+            )
         verdicts.append(
             f"{upd} step: {law}'s predicted best lr lies {'; '.join(parts) or 'nowhere decided'} "
             f"of the measured {ci:.0%} one-step interval (geometric mean pred/meas "
             f"{_fmt(s.get(ratio_key))})"
         )
+    dec = decomposition_verdict(s, per_batch)
+    if dec:
+        verdicts.append(dec)
     n = len(s.get("checkpoints", []))
     for key, name in (
         ("b_noise_thm3", "Theorem 3's B_noise"),
@@ -361,6 +401,26 @@ def headline(summary: dict[str, Any], ci: float) -> tuple[list[dict[str, Any]], 
             )
     verdicts += [f"note: {x}" for x in s.get("notes", [])]
     return items, verdicts
+
+
+def decomposition_verdict(s: dict[str, Any], per_batch: list[dict[str, Any]]) -> str:
+    """One line: Theorem 2's miss split into Gaussian marginals × correlation × quadratic model,
+    from the resolved B only ("" when none was resolved or nothing was measured)."""
+    ok = [r for r in per_batch if r.get("resolved_sign") and "factor_corr" in r]
+    if not ok:
+        return ""
+    per_b = "; ".join(
+        f"B = {r['batch_size']}: E[v'Hv] measured {_fmt(_num(r['vhv_meas']))}, shuffled "
+        f"{_fmt(_num(r['vhv_shuf']))}, Theorem 2 {_fmt(_num(r['vhv_thm2']))}"
+        for r in ok
+    )
+    return (
+        "sign step, Theorem 2 pred/meas "
+        f"{_fmt(s.get('ratio_sign_geomean'))} (geometric mean over the resolved B) = marginals "
+        f"{_fmt(s.get('factor_marginals_geomean'))} x correlation "
+        f"{_fmt(s.get('factor_corr_geomean'))} (measured/shuffled E[v'Hv]) x quadratic model "
+        f"{_fmt(s.get('factor_quad_geomean'))}; {per_b}"
+    )
 
 
 def build_summary(
@@ -391,6 +451,12 @@ def build_summary(
             "ratio_sign_geomean",
             "ratio_sgd_geomean",
             "ratio_sgd_full_geomean",
+            "factor_marginals_geomean",
+            "factor_corr_geomean",
+            "factor_quad_geomean",
+            "unresolved_sign",
+            "unresolved_sgd",
+            "population",
             "notes",
         )
         if k in last
@@ -400,6 +466,8 @@ def build_summary(
         "size": cfg.size,
         "device": device,
         "wall_s": wall_s,
+        "max_batches": cfg.max_batches,
+        "max_log_width": cfg.max_log_width,
         **top,
         "b_noise_thm3_lo": bn - z * se if math.isfinite(bn) and math.isfinite(se) else None,
         "b_noise_thm3_hi": bn + z * se if math.isfinite(bn) and math.isfinite(se) else None,
@@ -529,8 +597,10 @@ def run_estimate(cfg: EstimateConfig, run: RunDir | None) -> int:
 
 
 def _write_tables(run: RunDir, done: list[dict[str, Any]]) -> None:
+    lists = ("notes", "unresolved_sign", "unresolved_sgd")
     run.write_table(
-        "checkpoints.csv", [{k: v for k, v in c["summary"].items() if k != "notes"} for c in done]
+        "checkpoints.csv",
+        [{k: v for k, v in c["summary"].items() if k not in lists} for c in done],
     )
     run.write_table("per_batch.csv", [r for c in done for r in c["per_batch"]])
     run.write_table("one_step.csv", [r for c in done for r in c["one_step"]])

@@ -51,13 +51,22 @@ SCALE_OVERRIDES: dict[str, dict[str, dict]] = {
             "probes": 4,
             "batch_sizes": (4, 32),
             "n_batches": 6,
+            "max_batches": 12,
         },
     },
-    "smoke": {},
+    # the main job's direct estimate explains, it does not decide: a B whose one-step optimum
+    # is still wide after 36 mini-batches is flagged unresolved rather than bought with minutes
+    "smoke": {"estimate": {"max_batches": 36}},
     "paper": {
         "surge": {"n_samples": 200000, "n_batch": 41},
         "train": {"n_lr": 25, "seeds": 16},
-        "estimate": {"size": "paper", "n_examples": 8192, "probes": 64, "n_batches": 64},
+        "estimate": {
+            "size": "paper",
+            "n_examples": 8192,
+            "probes": 64,
+            "n_batches": 64,
+            "max_batches": 256,
+        },
     },
 }
 

@@ -109,6 +109,10 @@ def test_momentum_assumptions_and_bench_commands(tmp_path):
                 "64,1024,16384",
                 "--n-lr",
                 "5",
+                "--horizons",
+                "1,10",
+                "--branch-seeds",
+                "16",
                 "--seeds",
                 "1",
                 "--target",
@@ -122,7 +126,12 @@ def test_momentum_assumptions_and_bench_commands(tmp_path):
         == 0
     )
     s = _summary(out)
-    assert set(s["configs"]) == {"beta1=0,beta2=0", "beta1=0,beta2=0.999", "beta1=0.9,beta2=0.999"}
+    assert set(s["configs"]) == {"beta1=0,beta2=0.999", "beta1=0.9,beta2=0.999"}
+    rows = read_table(out / "momentum.csv")
+    assert {str(r["horizon"]) for r in rows} == {"1", "10", "whole"}
+    assert len(rows) == 2 * 3 * 3
+    assert any(v.startswith("β1=0.9, β2=0.999: K = 1 (one-step optimum") for v in s["verdicts"])
+    assert any("whole run" in v for v in s["verdicts"])
     assert (out / "momentum.png").exists()
     out = tmp_path / "assume"
     assert (

@@ -19,10 +19,25 @@ Conventions (stated, because they change numbers):
   statistics), so that per-example gradients are defined and the loss being differentiated
   is the one whose change is measured. Training augmentation (``batch_transform``) is not
   applied: the statistics are those of the un-augmented loss.
-* μ, σ come from ``n_examples`` training examples; the Hessian and the loss changes from the
-  first ``n_eval`` examples of the fixed evaluation set (the "full loss" of the protocol).
-* The plug-in μ̂ is noisy (:func:`validate.pergrad.regime_floor`); |G|² and GᵀHG are
-  debiased by their known excess (Σσ²/n, tr(HΣ)/n); the sign-law quantities are plug-in.
+* One population (``population="eval"``, the default): the first ``n_eval`` examples of the
+  fixed evaluation set, whose mean loss is the "full loss" of the protocol. μ, σ come from
+  ``min(n_examples, n_eval)`` of them (all: μ̂ is the population gradient G exactly), σ² is
+  the population's (divisor N), the Hessian, G and the measured loss changes are the
+  population's, and mini-batches are drawn i.i.d. (with replacement) from it — so the
+  theorems' noise model and the measurement describe the same distribution.
+  ``population="train"`` is the earlier, inconsistent setup (μ, σ and the batches from the
+  training set; H, G and the loss changes from the eval set).
+* A noisy μ̂ biases the plug-in sums; |G|² and GᵀHG are debiased by their known excess
+  (Σσ²/n, tr(HΣ)/n), Theorem 2's numerator by :func:`validate.predict.sign_numerator`; the
+  other sign-law quantities are plug-in.
+* Per B, mini-batches are drawn in rounds of ``n_batches`` until the measured optimum's
+  interval has log-width ≤ ``max_log_width`` or ``max_batches`` are used
+  (:func:`validate.onestep.measure_adaptive`); a B left wider is "unresolved" and kept out
+  of the summary ratios.
+* Shuffled-coordinate control (sign step): the same sign vectors with every coordinate
+  permuted independently across draws (:func:`validate.onestep.shuffled_control`). Per B,
+  pred/meas = (Theorem 2 / shuffled: Gaussian marginals) × (shuffled / measured quadratic
+  model: correlation between coordinates) × (quadratic model / true loss).
 
 Reference: Li et al., "Surge Phenomenon in Optimal Learning Rate and Batch Size Scaling",
 NeurIPS 2024, Eqs. 8-17; McCandlish et al. 2018, Eqs. 2.6-2.9; Hutchinson (1990).
@@ -38,17 +53,22 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from validate.flatparams import eval_mode, flat_params
 from validate.hessian import full_gradient, hessian_stats, make_hvp
 from validate.onestep import (
     eval_losses,
-    measure_update,
+    lr_grid,
+    measure_adaptive,
     one_step_rows,
     quad_model_lr,
     quad_model_moments,
+    shuffled_control,
+    step_gains,
 )
 from validate.pergrad import (
+    GradStats,
     group_grads,
     histogram_rows,
     minibatch_grads,
@@ -93,6 +113,9 @@ class EstimateSettings:
       measure: run the one-step measurement (False: predictions only).
       max_extend: times an auto grid is extended when the measured optimum is at its edge.
       noise_samples: per-example gradients whose uᵀHu give the full tr(HΣ) (one HVP each).
+      population: "eval" (one population: the first n_eval eval examples) or "train".
+      max_batches: mini-batches per B at most (drawn in rounds of n_batches).
+      max_log_width: a B's measured optimum is resolved when ln(hi/lo) ≤ this.
     """
 
     n_examples: int
@@ -112,6 +135,9 @@ class EstimateSettings:
     measure: bool
     max_extend: int
     noise_samples: int
+    population: str
+    max_batches: int
+    max_log_width: float
 
     def __post_init__(self) -> None:
         for name in ("n_eval", "n_lrs", "hist_bins", "chunk_floats"):
@@ -137,6 +163,12 @@ class EstimateSettings:
             raise ValueError(f"batch sizes must be positive integers; got {b}")
         if any(y <= x for x, y in itertools.pairwise(b)):
             raise ValueError(f"batch sizes must be strictly ascending; got {b}")
+        if self.population not in ("eval", "train"):
+            raise ValueError(f"population must be 'eval' or 'train'; got {self.population!r}")
+        if not self.max_log_width > 0:
+            raise ValueError(f"max_log_width must be > 0; got {self.max_log_width}")
+        if not isinstance(self.max_batches, (int, np.integer)) or self.max_batches < 2:
+            raise ValueError(f"max_batches must be an integer >= 2; got {self.max_batches!r}")
         if not self.lr_span > 1:
             raise ValueError(f"lr_span must be > 1; got {self.lr_span}")
         if not 0 < self.ci < 1:
@@ -192,19 +224,27 @@ def estimate_at_checkpoint(
     say = progress or (lambda _m: None)
     loss = workload.loss
     gen = torch.Generator().manual_seed(cfg.seed)
-    n_train = int(data.x_train.shape[0])
-    if cfg.measure and max(cfg.batch_sizes) > n_train:
-        raise ValueError(
-            f"batch sizes {list(cfg.batch_sizes)} exceed the {n_train} training examples"
-        )
-    n_ex = min(cfg.n_examples, n_train)
-    pick = torch.randperm(n_train, generator=gen)[:n_ex].to(data.x_train.device)
     n_eval = min(cfg.n_eval, int(data.x_eval.shape[0]))
     xe, ye = data.x_eval[:n_eval], data.y_eval[:n_eval]
-    xs, ys = data.x_train[pick], data.y_train[pick]
+    one_pop = cfg.population == "eval"
+    xpop, ypop = (xe, ye) if one_pop else (data.x_train, data.y_train)
+    n_pop = int(xpop.shape[0])
+    if cfg.measure and not one_pop and max(cfg.batch_sizes) > n_pop:
+        raise ValueError(
+            f"batch sizes {list(cfg.batch_sizes)} exceed the {n_pop} training examples"
+        )
+    n_ex = min(cfg.n_examples, n_pop)
+    if n_ex < 2:
+        raise ValueError(f"need >= 2 population examples for a variance; got {n_ex}")
+    pick = torch.randperm(n_pop, generator=gen)[:n_ex].to(xpop.device)
+    xs, ys = xpop[pick], ypop[pick]
+    # Var(μ̂_i)/σ_i²: n of N drawn without replacement (0 when μ̂ is the population's mean)
+    noise_frac = (n_pop - n_ex) / (n_ex * (n_pop - 1)) if n_pop > 1 else 0.0
 
     say(f"per-example gradients over {n_ex} examples")
     stats = per_example_grad_stats(model, loss, xs, ys, cfg.chunk_floats)
+    if one_pop:  # the population's own variance (divisor N): the i.i.d. batches' noise
+        stats = GradStats(mu=stats.mu, var=stats.var * ((n_pop - 1) / n_pop), n=stats.n)
     d = int(stats.mu.shape[0])
     # centred per-example gradients for the full tr(HΣ); √(n/(n−1)) undoes the centring bias.
     # Per-example uᵀHu is heavy-tailed (a few examples dominate): more samples than probes.
@@ -227,7 +267,7 @@ def estimate_at_checkpoint(
     hs = hessian_stats(
         hvp, stats, cfg.batch_sizes, cfg.probes, seed=cfg.seed + 1, noise=noise, vec_chunk=vec_chunk
     )
-    pred = laws(stats, hs)
+    pred = laws(stats, hs, noise_frac=noise_frac)
     bounds = regime_bounds(stats)
 
     say("loss and gradient on the evaluation set")
@@ -237,6 +277,9 @@ def estimate_at_checkpoint(
         "step": step,
         "loss": loss0,
         "n_eval": n_eval,
+        "population": cfg.population,
+        "n_population": n_pop,
+        "numer_noise_frac": noise_frac,
         **{k: v for k, v in pred.items() if np.ndim(v) == 0},
         "regime_bound_median": float(np.median(bounds)) if bounds.size else math.nan,
         "regime_bound_q10": float(np.quantile(bounds, 0.1)) if bounds.size else math.nan,
@@ -261,13 +304,68 @@ def estimate_at_checkpoint(
         }
         if cfg.measure:
             assert g_eval is not None
-            gb = minibatch_grads(
-                model, loss, data.x_train, data.y_train, b, cfg.n_batches, gen, cfg.chunk_floats
-            )
+            pool: list[Tensor] = []  # mini-batch gradients of this B, drawn as needed
+
+            def draw(i: int, j: int, b: int = b, pool: list[Tensor] = pool) -> Tensor:
+                have = sum(int(t.shape[0]) for t in pool)
+                if j > have:
+                    pool.append(
+                        minibatch_grads(
+                            model,
+                            loss,
+                            xpop,
+                            ypop,
+                            b,
+                            j - have,
+                            gen,
+                            cfg.chunk_floats,
+                            replace=one_pop,
+                        )
+                    )
+                return torch.cat(pool)[i:j]
+
             for upd, explicit in (("sign", cfg.lrs), ("sgd", cfg.lrs_sgd)):
-                say(f"one-step measurement, {upd} step, B={b}: {cfg.n_batches} mini-batches")
-                v = torch.sign(gb) if upd == "sign" else gb
-                hv = torch.cat([hvp(v[i : i + vec_chunk]) for i in range(0, v.shape[0], vec_chunk)])
+                say(f"one-step measurement, {upd} step, B={b}: from {cfg.n_batches} mini-batches")
+
+                def take(i: int, j: int, upd: str = upd) -> Tensor:
+                    g = draw(i, j)
+                    return torch.sign(g) if upd == "sign" else g
+
+                def hv_of(v: Tensor) -> Tensor:
+                    return torch.cat(
+                        [hvp(v[i : i + vec_chunk]) for i in range(0, v.shape[0], vec_chunk)]
+                    )
+
+                v0 = take(0, cfg.n_batches)
+                lq0, _ = quad_model_lr(g_eval, v0, hv_of(v0))
+                centre = next((c for c in (lq0, row[f"lr_pred_{upd}"]) if c > 0), math.nan)
+                if explicit is not None:
+                    lrs0 = np.asarray(explicit, dtype=np.float64)
+                elif math.isfinite(centre) and centre > 0:
+                    lrs0 = lr_grid(centre, cfg.n_lrs, cfg.lr_span)
+                else:  # neither theory nor Lemma 1 gave a positive value: a wide grid
+                    lo_hi = FALLBACK_GRID[upd]
+                    lrs0 = np.geomspace(lo_hi[0], lo_hi[1], 2 * cfg.n_lrs)
+
+                def gains_fn(v: Tensor, lrs: np.ndarray) -> np.ndarray:
+                    return step_gains(model, loss, v, lrs, xe, ye, cfg.chunk_floats)
+
+                grid, gains, best = measure_adaptive(
+                    gains_fn,
+                    take,
+                    lrs=lrs0,
+                    fixed=explicit is not None,
+                    n_first=cfg.n_batches,
+                    n_more=cfg.n_batches,
+                    max_updates=max(cfg.max_batches, cfg.n_batches),
+                    max_log_width=cfg.max_log_width,
+                    max_extend=cfg.max_extend,
+                    n_boot=cfg.n_boot,
+                    ci=cfg.ci,
+                    seed=cfg.seed + 7 * k,
+                )
+                v = take(0, best["n_batches"])
+                hv = hv_of(v)
                 lq, lq_se = quad_model_lr(g_eval, v, hv)
                 m1, _, m2, _ = quad_model_moments(g_eval, v, hv)
                 row[f"lr_quad_{upd}"], row[f"lr_quad_{upd}_se"] = lq, lq_se
@@ -279,38 +377,39 @@ def estimate_at_checkpoint(
                     if upd == "sign"
                     else (pred["g2"], pred["g_h_g_full"] + pred["tr_h_sigma_full"] / b)
                 )
-                centre = next((c for c in (lq, row[f"lr_pred_{upd}"]) if c > 0), math.nan)
-                grid, gains, best = measure_update(
-                    model,
-                    loss,
-                    v,
-                    xe,
-                    ye,
-                    grid=explicit,
-                    centre=centre,
-                    n_lrs=cfg.n_lrs,
-                    lr_span=cfg.lr_span,
-                    fallback=FALLBACK_GRID[upd],
-                    max_extend=cfg.max_extend,
-                    n_boot=cfg.n_boot,
-                    ci=cfg.ci,
-                    seed=cfg.seed + 7 * k,
-                    chunk_floats=cfg.chunk_floats,
-                )
                 row[f"lr_meas_{upd}"] = best["lr"]
                 row[f"lr_meas_{upd}_lo"] = best["lo"]
                 row[f"lr_meas_{upd}_hi"] = best["hi"]
                 row[f"lr_meas_{upd}_edge"] = best["edge"]
+                row[f"lr_meas_{upd}_logwidth"] = best["log_width"]
+                row[f"n_batches_{upd}"] = best["n_batches"]
+                row[f"resolved_{upd}"] = bool(best["resolved"])
                 row[f"ratio_{upd}"] = row[f"lr_pred_{upd}"] / best["lr"]
                 row[f"ratio_quad_{upd}"] = lq / best["lr"]
+                if upd == "sign":
+                    row.update(_decomposition(row, pred, k, v, hvp, g_eval, gen, vec_chunk))
                 one_step += one_step_rows(grid, gains, step=step, update=upd, batch_size=b)
         rows.append(row)
     if cfg.measure:
-        for key in ("ratio_sign", "ratio_sgd", "ratio_quad_sign", "ratio_quad_sgd"):
-            summary[f"{key}_geomean"] = _geomean([r[key] for r in rows])
+        # over the resolved B only: an unresolved optimum decides nothing
+        ok = {u: [r for r in rows if r[f"resolved_{u}"]] for u in ("sign", "sgd")}
+        for key, u in (
+            ("ratio_sign", "sign"),
+            ("ratio_sgd", "sgd"),
+            ("ratio_quad_sign", "sign"),
+            ("ratio_quad_sgd", "sgd"),
+            ("factor_marginals", "sign"),
+            ("factor_corr", "sign"),
+            ("factor_quad", "sign"),
+        ):
+            summary[f"{key}_geomean"] = _geomean([r[key] for r in ok[u]])
         summary["ratio_sgd_full_geomean"] = _geomean(
-            [r["lr_pred_sgd_full"] / r["lr_meas_sgd"] for r in rows]
+            [r["lr_pred_sgd_full"] / r["lr_meas_sgd"] for r in ok["sgd"]]
         )
+        for u in ("sign", "sgd"):
+            summary[f"unresolved_{u}"] = [r["batch_size"] for r in rows if not r[f"resolved_{u}"]]
+            summary[f"n_resolved_{u}"] = len(ok[u])
+        summary["max_log_width"] = cfg.max_log_width
     summary["notes"] = notes(summary, rows)
     hist = [{"step": step, **h} for h in histogram_rows(bounds, cfg.hist_bins)]
     return {
@@ -319,6 +418,48 @@ def estimate_at_checkpoint(
         "one_step": one_step,
         "histogram": hist,
         "bounds": bounds,
+    }
+
+
+def _decomposition(
+    row: dict[str, Any],
+    pred: dict[str, Any],
+    k: int,
+    v: Tensor,
+    hvp: Callable[[Tensor], Tensor],
+    g_eval: Tensor,
+    gen: torch.Generator,
+    vec_chunk: int,
+) -> dict[str, Any]:
+    """The shuffled-coordinate control of one B's sign vectors and the discrepancy's factors.
+
+    ratio_sign = pred/meas = factor_marginals × factor_corr × factor_quad with
+    factor_marginals = lr_thm2 / lr_shuf (Theorem 2's Gaussian ξ vs the exact marginals,
+    numerator and denominator), factor_corr = lr_shuf / lr_quad = E[vᵀHv]/E[v'ᵀHv'] (the
+    correlation between coordinates) and factor_quad = lr_quad / lr_meas (the quadratic model
+    vs the true loss). numer_ratio = N̂(B)/E[Gᵀv] isolates the numerator's part.
+    """
+    c = shuffled_control(v, hvp, g_eval, gen, vec_chunk)
+    lr_shuf = c["gv"] / c["vhv_shuf"] if c["vhv_shuf"] > 0 else math.nan
+    numer, denom = float(pred["numer"][k]), float(pred["denom"][k])
+    return {
+        "gv_meas": c["gv"],
+        "gv_meas_se": c["gv_se"],
+        "numer_thm2": numer,
+        "numer_thm2_plugin": float(pred["numer_plugin"][k]),
+        "numer_ratio": numer / c["gv"] if c["gv"] != 0 else math.nan,
+        "vhv_meas": c["vhv"],
+        "vhv_meas_se": c["vhv_se"],
+        "vhv_shuf": c["vhv_shuf"],
+        "vhv_shuf_se": c["vhv_shuf_se"],
+        "vhv_thm2": denom,
+        "vhv_thm2_se": float(pred["denom_se"][k]),
+        "corr_ratio": c["corr_ratio"],
+        "corr_ratio_se": c["corr_ratio_se"],
+        "lr_shuf_sign": lr_shuf,
+        "factor_marginals": row["lr_pred_sign"] / lr_shuf,
+        "factor_corr": lr_shuf / row["lr_quad_sign"],
+        "factor_quad": row["lr_quad_sign"] / row["lr_meas_sign"],
     }
 
 
@@ -349,6 +490,13 @@ def notes(s: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"tr(H) is poorly resolved ({s['tr_h']:.3g} +- {s['tr_h_se']:.3g}): raise probes"
         )
+    for u in ("sign", "sgd"):
+        if s.get(f"unresolved_{u}"):
+            out.append(
+                f"{u} step: measured optimum unresolved (interval log-width > "
+                f"{s['max_log_width']:g} after the batch cap, or at the grid's edge) for B in "
+                f"{s[f'unresolved_{u}']}: kept out of the ratios; raise max_batches"
+            )
     edges = [r["batch_size"] for r in rows for u in ("sign", "sgd") if r.get(f"lr_meas_{u}_edge")]
     if edges:
         out.append(

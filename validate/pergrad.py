@@ -136,13 +136,23 @@ def minibatch_grads(
     n_batches: int,
     gen: torch.Generator,
     chunk_floats: int = 20_000_000,
+    *,
+    replace: bool = False,
 ) -> Tensor:
     """Mean gradients g_b of ``n_batches`` independent mini-batches of ``batch_size`` examples.
 
-    Each batch is drawn without replacement within itself (batches independent of each other).
+    Each batch is drawn without replacement within itself (batches independent of each other);
+    ``replace=True`` draws every example independently and uniformly (i.i.d. from the empirical
+    distribution of the examples given: the population's own noise model, any B allowed).
     Returns (n_batches, d) float64.
     """
     n = int(x_train.shape[0])
+    if replace:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1; got {batch_size}")
+        idx = torch.randint(0, n, (n_batches, batch_size), generator=gen)
+        idx = idx.to(x_train.device)
+        return torch.cat(list(group_grads(model, loss, x_train[idx], y_train[idx], chunk_floats)))
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch size must be in [1, {n}] (training examples); got {batch_size}")
     idx = torch.stack([torch.randperm(n, generator=gen)[:batch_size] for _ in range(n_batches)])

@@ -19,7 +19,10 @@ Three families:
   each): ``fmnist-small-cpu`` (Table 1 row 1's grid), ``fmnist-wide-cpu`` (B = 1 … 1024, a
   log lr grid) and ``eli5-gpt-cpu-adam`` / ``eli5-gpt-cpu-sign``; 5 seeds (the fewest that
   give a seed-bootstrap interval) and a grid that extends itself past censored optima
-  (``max_extra_lrs``). Their targets and step budgets are estimates; see each entry.
+  (``max_extra_lrs``). Their targets and step budgets are estimates; see each entry. They
+  evaluate every ``eval_every`` steps: the ``"relative"`` schedule (4.7x cheaper on the paper
+  CNN at B = 4) missed dips of the held-in loss below a target at small batch sizes (S up to
+  1.37x the fixed schedule's in 4 of 10 runs), so it is an option, not their default.
 
 ``smoke`` and ``tiny`` are looked up together with the workload (``get_preset("smoke",
 workload="fmnist-cnn")``); their full names are ``"<workload>:smoke"`` and ``"<workload>:tiny"``.
@@ -60,6 +63,10 @@ class Preset:
         0 = the grid is fixed.
       extend_rules: the best-lr rules (:data:`validate.optimum.RULES`) whose censored
         optimum triggers an extension.
+      eval_schedule: ``"fixed"`` (evaluate every ``eval_every`` steps) or ``"relative"``
+        (a geometric subset of that grid that resolves S within ``eval_rel`` · S; see
+        :func:`validate.engine.eval_gap` for the guarantee).
+      eval_rel: the relative resolution of S under ``"relative"``, in (0, 1).
       description: where the grid comes from.
     """
 
@@ -77,6 +84,8 @@ class Preset:
     seeds_per_unit: int | None = None
     max_extra_lrs: int = 0
     extend_rules: tuple[str, ...] = ("further",)
+    eval_schedule: str = "fixed"
+    eval_rel: float = 0.05
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -111,6 +120,12 @@ class Preset:
                 f"extend_rules must be a non-empty subset of ('further', 'steps'); "
                 f"got {self.extend_rules}"
             )
+        if self.eval_schedule not in ("fixed", "relative"):
+            raise ValueError(
+                f"eval_schedule must be 'fixed' or 'relative'; got {self.eval_schedule!r}"
+            )
+        if isinstance(self.eval_rel, bool) or not 0.0 < self.eval_rel < 1.0:
+            raise ValueError(f"eval_rel must lie in (0, 1); got {self.eval_rel}")
         if self.size not in ("smoke", "paper"):
             raise ValueError(f"size must be 'smoke' or 'paper'; got {self.size!r}")
 
@@ -129,13 +144,17 @@ class Preset:
         """The JSON-able protocol: what a sweep's results depend on (the store checks it).
 
         The grid-extension fields appear only when the grid extends (``max_extra_lrs`` > 0),
-        so the key of a fixed grid is the same as before they existed.
+        so the key of a fixed grid is the same as before they existed; likewise the evaluation
+        schedule's fields appear only for ``eval_schedule="relative"``.
         """
         d = dataclasses.asdict(self)
         d.pop("description")
         if not self.max_extra_lrs:
             d.pop("max_extra_lrs")
             d.pop("extend_rules")
+        if self.eval_schedule == "fixed":
+            d.pop("eval_schedule")
+            d.pop("eval_rel")
         return json.loads(json.dumps(d))  # tuples -> lists, a canonical JSON form
 
     def extra_lr(self, edge_lr: float, edge: str, k: int = 1) -> float:

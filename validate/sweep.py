@@ -368,6 +368,8 @@ def run_unit(
             "on_checkpoint": lambda s: checkpoints.save(unit.unit_id, s),
             "resume": state,
         }
+    if preset.eval_schedule != "fixed":  # a fixed-schedule call stays as before (any trainer)
+        extra.update(eval_schedule=preset.eval_schedule, eval_rel=preset.eval_rel)
     rows = fn(
         wl,
         data,
