@@ -602,6 +602,15 @@ def _done(run: RunDir) -> bool:
     return False
 
 
+def _finish(run: RunDir, summary: dict[str, Any]) -> int:
+    """Write the summary and the done marker, print the verdicts and where the run is."""
+    run.finish(summary)
+    for v in summary.get("verdicts", []):
+        print(v)
+    print(f"wrote {run.path}")
+    return 0
+
+
 def cmd_surge(cfg: SurgeConfig, run: RunDir | None) -> int:
     from simulate import plots
     from simulate.surge import run_surge
@@ -617,11 +626,7 @@ def cmd_surge(cfg: SurgeConfig, run: RunDir | None) -> int:
     summary["headline"], summary["verdicts"] = surge_report(summary)
     run.write_table("surge.csv", rows)
     run.save_figure(plots.plot_surge(run.read_table("surge.csv")), "surge.png")
-    run.finish(summary)
-    for v in summary["verdicts"]:
-        print(v)
-    print(f"wrote {run.path}")
-    return 0
+    return _finish(run, summary)
 
 
 def cmd_assumptions(cfg: AssumptionsConfig, run: RunDir | None) -> int:
@@ -832,11 +837,7 @@ def cmd_momentum(cfg: MomentumConfig, run: RunDir | None) -> int:
     summary["headline"], summary["verdicts"] = momentum_report(summary)
     run.write_table("momentum.csv", rows)
     run.save_figure(plots.plot_momentum(run.read_table("momentum.csv")), "momentum.png")
-    run.finish(summary)
-    for v in summary["verdicts"]:
-        print(v)
-    print(f"wrote {run.path}")
-    return 0
+    return _finish(run, summary)
 
 
 def cmd_bench(cfg: SimBenchConfig, run: RunDir | None) -> int:

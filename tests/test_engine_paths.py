@@ -12,6 +12,7 @@ import copy
 import pytest
 import torch
 
+from tests.tiny_models import _one_torch_thread, mlp  # noqa: F401 (fixtures)
 from tests.tolerances import ADAM_REL_TOL
 from validate import engine
 from validate.engine import (
@@ -25,7 +26,6 @@ from validate.engine import (
     stream_seed,
     train_group,
 )
-from validate.workload import get_workload
 
 LRS = (3e-3, 1e-2)
 SEEDS = (1, 0)  # not sorted: the captured batch gather must follow model order
@@ -33,20 +33,6 @@ TARGETS = (1.6, 1.3)
 KW = dict(targets=TARGETS, max_steps=200)
 #: what must agree between two runs of the protocol (wall_s and the path's name differ)
 SAME = ("steps", "loss_at_target", "loss_after_further", "diverged", "final_step", "reached")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def mlp():
-    w = get_workload("synthetic-mlp", size="smoke")
-    return w, w.load_data(None, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import torch
 from scipy.special import erf
 
 from surgelab.cmd_estimate import headline
+from tests.tiny_models import tiny_classifier
 from validate import estimate as E
 from validate import onestep as O
 from validate.hessian import full_gradient
@@ -150,22 +151,7 @@ def test_stopping_rule_draws_until_narrow_or_flags():
 
 
 def _workload() -> tuple[Workload, Data]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(6, 3, generator=g)
-    x = torch.randn(1200, 6, generator=g)
-    yv = (x @ w + torch.randn(1200, 3, generator=g)).argmax(1)
-    data = Data(x[:1000], yv[:1000], x[1000:], yv[1000:])
-    wl = Workload(
-        "tiny",
-        lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)),
-        lambda *_: data,
-        LOSS,
-        5,
-        (1.0,),
-        eval_every=5,
-        max_steps=200,
-    )
-    return wl, data
+    return tiny_classifier()
 
 
 def test_one_population_estimate_flags_unresolved_and_decomposes():

@@ -17,6 +17,7 @@ import torch
 from scipy.special import erf
 from torch.func import functional_call
 
+from tests.tiny_models import tiny_classifier
 from tests.tolerances import GRID_HALF_CELL, MC_SIGMAS, fp_tol, mc_close
 from theory import sgd as sgd_law
 from theory import sign as sign_law
@@ -444,22 +445,7 @@ def test_estimate_at_checkpoint_equals_hand_computed_values_on_a_quadratic():
 
 
 def _workload() -> tuple[Workload, Data]:
-    g = torch.Generator().manual_seed(0)
-    w = torch.randn(6, 3, generator=g)
-    x = torch.randn(1200, 6, generator=g)
-    yv = (x @ w + torch.randn(1200, 3, generator=g)).argmax(1)
-    data = Data(x[:1000], yv[:1000], x[1000:], yv[1000:])
-    wl = Workload(
-        "tiny",
-        lambda: torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)),
-        lambda *_: data,
-        LOSS,
-        5,
-        (1.0,),
-        eval_every=5,
-        max_steps=200,
-    )
-    return wl, data
+    return tiny_classifier()
 
 
 def test_progress_reports_every_stage():

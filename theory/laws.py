@@ -213,7 +213,8 @@ def eps_max_given_b_noise(name: str, B: ArrayLike, lr: ArrayLike, b_noise: float
     return get(name).eps_max(B, lr, b_noise)
 
 
-def _points(B: ArrayLike, lr: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def check_points(B: ArrayLike, lr: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(batch sizes, lrs) as 1-D float arrays of one length, all positive and finite."""
     b = np.asarray(B, dtype=np.float64).reshape(-1)
     e = np.asarray(lr, dtype=np.float64).reshape(-1)
     if b.size == 0:
@@ -253,7 +254,7 @@ def baseline_lr(
     law = get(name)
     if not law.is_baseline:
         raise ValueError(f"{name} is a theory law; use law_lr or fit")
-    b, e = _points(B_meas, lr_meas)
+    b, e = check_points(B_meas, lr_meas)
     target = np.asarray(B, dtype=np.float64)
     if not np.all(np.isfinite(target)) or np.any(target <= 0):
         raise ValueError(f"batch size must be positive and finite; got B={B!r}")
@@ -348,7 +349,7 @@ def fit(name: str, B: ArrayLike, lr: ArrayLike, *, start: LawFit | None = None) 
     law = get(name)
     if law.is_baseline:
         raise ValueError(f"{name} has no free parameters to fit; use baseline_lr")
-    b, e = _points(B, lr)
+    b, e = check_points(B, lr)
     n_b = int(np.unique(b).size)
     if n_b < 2:
         raise ValueError(

@@ -125,16 +125,7 @@ class Advice:
 
 
 def _check_points(B: ArrayLike, lr: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    b = np.asarray(B, dtype=np.float64).reshape(-1)
-    e = np.asarray(lr, dtype=np.float64).reshape(-1)
-    if b.size == 0:
-        raise ValueError("no (batch_size, lr) points given; need at least 2 batch sizes")
-    if b.shape != e.shape:
-        raise ValueError(f"batch_size and lr must have the same length; got {b.size} and {e.size}")
-    if not np.all(np.isfinite(b)) or np.any(b <= 0):
-        raise ValueError(f"batch sizes must be positive and finite; got {b.tolist()}")
-    if not np.all(np.isfinite(e)) or np.any(e <= 0):
-        raise ValueError(f"learning rates must be positive and finite; got {e.tolist()}")
+    b, e = laws.check_points(B, lr)
     if np.unique(b).size < 2:
         raise ValueError(
             f"need points at >= 2 distinct batch sizes to fit (B_noise, eps_max); "

@@ -20,9 +20,9 @@ Three families:
   log lr grid) and ``eli5-gpt-cpu-adam`` / ``eli5-gpt-cpu-sign``; 5 seeds (the fewest that
   give a seed-bootstrap interval) and a grid that extends itself past censored optima
   (``max_extra_lrs``). Their targets and step budgets are estimates; see each entry. They
-  evaluate every ``eval_every`` steps: the ``"relative"`` schedule (4.7x cheaper on the paper
-  CNN at B = 4) missed dips of the held-in loss below a target at small batch sizes (S up to
-  1.37x the fixed schedule's in 4 of 10 runs), so it is an option, not their default.
+  evaluate every ``eval_every`` steps: the ``"relative"`` schedule can miss a dip of the
+  held-in loss below a target at small batch sizes (then S lands later than (1 + eval_rel)·S;
+  see :func:`validate.engine.eval_gap`), so it is an option, not their default.
 
 ``smoke`` and ``tiny`` are looked up together with the workload (``get_preset("smoke",
 workload="fmnist-cnn")``); their full names are ``"<workload>:smoke"`` and ``"<workload>:tiny"``.
