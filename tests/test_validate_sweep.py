@@ -319,3 +319,19 @@ def test_a_killed_unit_resumes_from_its_checkpoint(tmp_path):
     assert len(resumed_at) == 1 and resumed_at[0] is not None and resumed_at[0] > 0
     assert _strip(rows) == _strip(full)
     assert not list((tmp_path / "s.checkpoints").glob("*.pt")), "a stored unit drops its checkpoint"
+
+
+def test_max_examples_caps_the_steps_of_large_batch_sizes():
+    seen: dict[int, int | None] = {}
+
+    class Recording(FakeTrainer):
+        def __call__(self, workload, data, batch_size, lrs, seeds, *, max_steps=None, **kw):
+            seen[batch_size] = max_steps
+            return super().__call__(workload, data, batch_size, lrs, seeds, **kw)
+
+    p = dataclasses.replace(FAKE, max_steps=500, max_examples=4000)
+    assert "max_examples" in p.config() and "max_examples" not in FAKE.config()
+    sweep.run_sweep(p, store=MemoryStore(), workers=1, trainer=Recording())
+    assert seen == {4: 500, 16: 250, 64: 63, 256: 16}
+    with pytest.raises(ValueError, match="max_examples"):
+        dataclasses.replace(FAKE, max_examples=0)

@@ -379,7 +379,9 @@ def run_unit(
         betas=tuple(preset.betas),
         targets=preset.targets,
         further_steps=preset.further_steps,
-        max_steps=preset.max_steps,
+        max_steps=preset.max_steps
+        if preset.max_examples is None
+        else preset.steps_for(unit.batch_size, wl.max_steps),
         eval_every=preset.eval_every,
         device=device,
         **extra,
