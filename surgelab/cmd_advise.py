@@ -270,6 +270,12 @@ def _from_folder(d: Path) -> tuple[Any, dict[str, Any], str, list[str]] | None:
         if pts is not None:
             b, e, n = pts
             src = f"{d}/summary.json best_lr"
+            branch = summary.get("advice_from")
+            if isinstance(branch, dict) and branch.get("horizon"):
+                src += (
+                    f" (validate branch from {branch.get('checkpoint')}: the best lr over the "
+                    f"next K = {branch['horizon']} steps)"
+                )
             return (b, e), {}, src, without(n, src)
         if (d / "best_lr.csv").is_file():
             try:
@@ -452,10 +458,18 @@ def sweep_evidence(d: Path) -> Any:
     n = b.size
     censored = np.zeros(n, bool)
     lo, hi = np.full(n, math.nan), np.full(n, math.nan)
+    branch = summary.get("advice_from") if isinstance(summary.get("advice_from"), dict) else {}
+
+    def ours(r: dict[str, Any]) -> bool:  # a `validate branch` table holds many groups
+        return not branch or (
+            str(r.get("checkpoint")) == str(branch.get("checkpoint"))
+            and int(r.get("horizon", -1)) == int(branch.get("horizon", -2))
+        )
+
     try:
         if (d / "best_lr.csv").is_file():
             for r in read_table(d / "best_lr.csv"):
-                if r.get("rule", "further") != "further":  # the paper's rule's optimum only
+                if r.get("rule", "further") != "further" or not ours(r):  # paper's rule only
                     continue
                 if target is None or float(r.get("target", target)) == float(target):
                     k = np.isclose(b, float(r["batch_size"]))
@@ -464,6 +478,8 @@ def sweep_evidence(d: Path) -> Any:
         if (d / "points.csv").is_file():
             tried: dict[float, set[float]] = {}
             for r in read_table(d / "points.csv"):
+                if not ours(r):
+                    continue
                 if target is None or float(r.get("target", target)) == float(target):
                     tried.setdefault(float(r["batch_size"]), set()).add(float(r["lr"]))
             for i, bb in enumerate(b):

@@ -14,7 +14,9 @@
     b_crit.csv       target, value, lo, hi: the S–E B_crit (Eq. 22) and its interval
     fits.csv         one row per target: B_crit, S_min, ε_max, fit / LOO errors, verdict
                      (estimators: validate.optimum; tables: validate.fits.summarise)
-    summary.json     headline figures (validate.fits.summarise) + ``headline`` / ``verdicts``
+    summary.json     headline figures (validate.fits.summarise, ``falls``: the fall of lr*
+                     past its peak per target) + ``headline`` / ``verdicts`` (the falls in
+                     words, then the law-vs-baseline verdicts)
                      + wall time: ``wall_s`` of this invocation, ``units_wall_s`` summed over
                      all stored units, ``n_units`` / ``n_units_trained``
     heatmap_*.png, optimum_vs_b_*.png, se_fit.png, b_noise_vs_target.png (S–E B_crit)
@@ -26,104 +28,23 @@ and prints how to resume; the exit status is 130.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from surgelab import cmd_estimate
+from surgelab import cmd_branch, cmd_estimate
 from surgelab.cli import Command, Stage, UsageError
 from surgelab.config import Config, ConfigError, opt
 from surgelab.rundir import RunDir
-
-
-def _env_download() -> bool:
-    # The one place $SURGELAB_DOWNLOAD is read: as the source of --download's default (the
-    # resolved value is recorded in config.json and passed down as an argument).
-    return os.environ.get("SURGELAB_DOWNLOAD", "").strip().lower() in {"1", "true", "yes"}
-
-
-DOWNLOAD_WHY = (
-    "fetch a missing dataset from its official URL into the user cache (checksum-verified; "
-    "default from $SURGELAB_DOWNLOAD)"
+from surgelab.workload_args import (  # re-exported: other stages import them from here
+    DATA_DIR_WHY,
+    DOWNLOAD_WHY,
+    _env_download,
+    check_data,
+    check_workload,
+    device_name,
 )
-DATA_DIR_WHY = (
-    "dataset folder, used alone (default: $SURGELAB_DATA, then the user cache, then a "
-    "checkout's ../shared/data)"
-)
-
-
-# ----------------------------------------------------------------------------- shared checks
-
-
-def device_name(device: str, arg: str = "device") -> str:
-    """A readable name of a torch device; ``ConfigError`` naming ``arg`` if torch does not
-    know the string or the CUDA GPU it names is not there."""
-    import platform
-
-    if device != "cpu":
-        import torch
-
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            raise ConfigError(
-                arg, f"{device!r} is not a torch device; use cpu, cuda or cuda:<index>"
-            ) from None
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ConfigError(
-                    arg,
-                    f"{device}: torch sees no CUDA GPU (use --device cpu, or install a CUDA "
-                    "build of torch)",
-                )
-            n = torch.cuda.device_count()
-            if dev.index is not None and dev.index >= n:
-                raise ConfigError(
-                    arg, f"{device}: torch sees {n} CUDA GPU(s); use cuda:0 … cuda:{n - 1}"
-                )
-            return f"{device} ({torch.cuda.get_device_name(dev)})"
-        if dev.type != "cpu":
-            raise ConfigError(arg, f"{device!r}: only cpu and cuda devices are supported")
-    return f"{device} ({platform.processor() or platform.machine()})"
-
-
-def check_workload(workload: str, arg: str = "workload") -> None:
-    from validate.workload import available
-
-    if workload not in available():
-        raise ConfigError(
-            arg, f"unknown workload {workload!r}; choose one of {', '.join(available())}"
-        )
-
-
-def check_data(workload: str, size: str, data_dir: str | None, download: bool) -> None:
-    """The workload's datasets are where they will be looked for (``--data-dir`` alone when
-    given), before any run folder is made. ``ConfigError`` naming ``--data-dir``."""
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise ConfigError(
-            "data_dir",
-            f"{data_dir!r} is not an existing folder; give the folder that holds the datasets "
-            "(or leave --data-dir out to use $SURGELAB_DATA / the user cache)",
-        )
-    from validate import data as vdata
-    from validate.workload import get_workload
-
-    for name in get_workload(workload, size=size).datasets:
-        try:
-            vdata.find_dataset(name, data_dir, verify=False)
-        except vdata.DataNotFoundError as exc:
-            if download and data_dir is None:
-                continue  # fetched into the cache when the run starts (surgelab.datasets)
-            note = (
-                "; --download fetches into the user cache, which is searched only without "
-                "--data-dir"
-                if download
-                else ""
-            )
-            raise ConfigError("data_dir", f"{exc}{note}") from None
-
 
 # ----------------------------------------------------------------------------- validate run
 
@@ -239,6 +160,10 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
             f"measured peak: the optimum lr* is largest at B ≈ {peak.x:.3g}"
             f"{where.get(peak.censored, '')}"
         )
+        if best[peak.index].get("censored") in ("low", "high"):
+            # the largest lr* there is a bound (the lr grid's edge); the fall line below uses
+            # interior optima only, so it may start from another batch size
+            line += f" (lr* at B = {best[peak.index]['batch_size']:g} is on the lr grid's edge)"
         if summary.get("b_crit") is not None:
             line += (
                 f"; S–E B_crit = {_fmt(summary['b_crit'])} "
@@ -251,6 +176,8 @@ def headline(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     ]
     if len(by_t) > 1:
         verdicts.append("S–E B_crit by target loss: " + "; ".join(by_t))
+    # what was seen at each target, in words (fall or not, censored batch sizes), then the laws
+    verdicts += [f["text"] for f in summary.get("falls") or [] if f.get("text")]
     verdicts += [v for v in summary.get("law_verdicts") or [] if v]
     n_edge = summary.get("n_best_at_edge")
     if n_edge:
@@ -495,6 +422,7 @@ COMMANDS: dict[str, Command] = {
         "then fit B_noise, ε_max and the learning-rate laws. Rerun with the same --out to resume.",
     ),
     "estimate": cmd_estimate.ESTIMATE,
+    "branch": cmd_branch.BRANCH,
     "bench": Command(
         "bench",
         "time the batched engine against single-model training",

@@ -34,9 +34,10 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ),
     (
         "interval",
-        "at a measured batch size: the lrs tried just below and above the best (where the "
-        "optimum lies if the loss is unimodal in lr); elsewhere lr·exp(±1.64·leave-one-out "
-        "error), the spread of held-out predictions on this run's data (90% if normal).",
+        "at a measured batch size: the seed-bootstrap interval of its best lr when the sweep "
+        "has one, else the lrs tried just below and above the best (where the optimum lies if "
+        "the loss is unimodal in lr); elsewhere lr·exp(±1.64·leave-one-out error), the spread "
+        "of held-out predictions on this run's data (90% if normal).",
     ),
     (
         "leave-one-out error",
@@ -75,6 +76,29 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ),
     ("B_simple", "tr Σ/|G|²: the Hessian-free proxy of the SGD B_noise."),
     ("measured peak", "the batch size whose measured best learning rate is largest."),
+    (
+        "fall",
+        "lr*(B_peak)/lr*(B_last) over the batch sizes with an interior best lr (censored ones "
+        "are bounds, listed, not used): B_peak has the largest, B_last is the largest batch "
+        "size. Claimed only when its seed-bootstrap interval lies above 1 (the interval holds "
+        "the pair fixed; picking the peak on the same data biases the factor upward).",
+    ),
+    (
+        "how the B's relate",
+        "Theorem 3's B_noise (sign updates), the SGD B_noise and B_simple (the SGD B_noise when "
+        "H ∝ I) are one-step noise scales from the gradient's mean, noise and Hessian (the "
+        "estimate part); the S–E B_crit is fitted to whole training runs and is the paper's "
+        "estimate of B_noise, which the surge law makes the peak; the measured peak is read off "
+        "the measured best lrs.",
+    ),
+    (
+        "which B the advice uses",
+        "the Recommendation uses the measured best lrs; between and beyond them the law or rule "
+        "that predicted held-out batch sizes best, the surge and SGD laws with B_noise = the "
+        "S–E B_crit (also the 'past the predicted peak' caveat). Theorem 3's B_noise and "
+        "B_simple set no lr here; `surgelab advise`'s shortcut takes B_noise from --b-noise, a "
+        "noise-scale monitor's B_simple, or a steps table's S–E B_crit.",
+    ),
     (
         "ε_max",
         "a law's scale: the surge law's largest learning rate (at its peak), or the SGD law's "

@@ -121,3 +121,19 @@ def test_fit_bad_input(B, lr, match):
     """Bad points raise ValueError naming the problem."""
     with pytest.raises(ValueError, match=match):
         laws.fit("sgd", B, lr)
+
+
+def test_fit_profile_reaches_the_least_squares_minimum_of_fit():
+    """On noisy points at random batch-size sets, the profiled fit's squared log error is
+    never above the multi-start solver's (same objective, same box)."""
+    rng = np.random.default_rng(0)
+    grid = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    for _ in range(25):
+        B = np.sort(rng.choice(grid, size=int(rng.integers(3, 8)), replace=False)).astype(float)
+        lr = 1e-3 * np.exp(rng.normal(0, 0.5, B.size)) * np.sqrt(B) / (1 + B / 100)
+        for name in laws.THEORY:
+            a, b = laws.fit(name, B, lr), laws.fit_profile(name, B, lr)
+            ca = np.sum((np.log(a.predict(B)) - np.log(lr)) ** 2)
+            cb = np.sum((np.log(b.predict(B)) - np.log(lr)) ** 2)
+            assert cb <= ca + 1e-9, (name, B, ca, cb)
+            assert b.n_batch_sizes == a.n_batch_sizes

@@ -18,7 +18,9 @@ tables of a run folder and the numbers of its ``summary.json``:
   interval, ``s_min``, the theory laws' ``eps_max_<law>`` (Eq. 23 / 24 at B_crit from the
   interior optima), ``fit_err_<law>`` (in-sample RMS log-lr error over the interior
   optima), ``loo_err_<law>`` for the theory laws and the baselines, ``loo_folds``,
-  ``n_best_at_edge`` (censored optima of the paper's rule), the verdict and ``reason``.
+  ``n_best_at_edge`` (censored optima of the paper's rule), the verdict and ``reason``;
+* ``summary.json`` only (``["falls"]``): per target the fall of the paper's-rule lr* past
+  its peak (from B_peak to B_last, factor and interval, censored batch sizes, a sentence).
 
 The **primary target** of a summary is the lowest target whose B_crit fit is valid (the
 furthest point into training the sweep resolves), or the lowest target when none is.
@@ -83,7 +85,8 @@ def fit_target(
     s_rule: str = "further",
     censored_s: bool = True,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """One target: ``(fit row, tables)``; tables ``best``, ``loo``, ``b_crit`` (one row).
+    """One target: ``(fit row, tables)``; tables ``best``, ``loo``, ``b_crit`` (one row) and
+    ``falls`` (one dict: the fall of lr* past its peak, :func:`validate.optimum.analyse_target`).
 
     Args:
       rows: the points table.
@@ -143,7 +146,7 @@ def fit_target(
     if reason is None and a.loo_folds.size == 0:
         reason = v.get("text")
     fit["reason"] = reason
-    return fit, {"best": a.best, "loo": a.loo, "b_crit": [bc]}
+    return fit, {"best": a.best, "loo": a.loo, "b_crit": [bc], "falls": [a.fall]}
 
 
 def fit_all(
@@ -151,7 +154,7 @@ def fit_all(
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """:func:`fit_target` for every target, descending: ``(fit rows, tables)``."""
     fits: list[dict[str, Any]] = []
-    tables: dict[str, list[dict[str, Any]]] = {"best": [], "loo": [], "b_crit": []}
+    tables: dict[str, list[dict[str, Any]]] = {"best": [], "loo": [], "b_crit": [], "falls": []}
     for t in targets_of(rows):
         f, tab = fit_target(rows, t, **kw)
         fits.append(f)
@@ -176,7 +179,10 @@ def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
     baselines), ``loo_folds``, ``n_batch_sizes``, ``n_best_at_edge`` (at the primary target),
     ``best_lr`` (list of {batch_size, lr, lo, hi, censored}: the paper's rule there),
     ``b_crit_by_target`` (alias ``b_noise_by_target``: {target, b_crit, b_noise, lo, hi,
-    n_batch_sizes, reason}), ``law_ranking`` (by leave-one-out error, best first),
+    n_batch_sizes, reason}), ``falls`` (one dict per target, descending: ``target, b_peak,
+    b_last, factor, lo, hi, falls, censored, text``; the fall of the paper's-rule lr* past its
+    peak, :func:`validate.optimum.analyse_target`), ``law_ranking`` (by leave-one-out error,
+    best first),
     ``law_verdict`` (primary target) and ``law_verdicts`` (every target), ``reason``,
     ``n_points``, ``n_reached``, ``n_diverged``, and the tables ``fits``, ``best``,
     ``loo_table``, ``b_crit_table`` (for ``fits.csv``, ``best_lr.csv``, ``loo.csv``,
@@ -235,6 +241,7 @@ def summarise(rows: Sequence[Mapping[str, Any]], **kw: Any) -> dict[str, Any]:
         for f in fits
     ]
     out["b_noise_by_target"] = out["b_crit_by_target"]
+    out["falls"] = tables["falls"]
     out["law_verdicts"] = [f["law_verdict"] for f in fits if f.get("law_verdict")]
     loo = {law: out[f"loo_err_{law}"] for law in (*LAWS, *BASELINES)}
     out["law_ranking"] = sorted(

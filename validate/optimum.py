@@ -59,6 +59,17 @@ Per target:
   bootstrap SD of diff and z the two-sided normal quantile of ``level`` (the SD of a mean
   over seeds shrinks as 1/√n). When n_needed <= n_seeds, seeds are not what is missing: the
   spread over batch sizes is, and the verdict says so.
+* **The fall** (paper's ``further`` rule, :func:`fall_point`): among the batch sizes with an
+  interior optimum (censored ones are bounds: listed, never used as points), B_peak is the one
+  with the largest lr* and B_last the largest; when B_last > B_peak the fall factor is
+  f = lr*(B_peak)/lr*(B_last). Interval: seed bootstrap of log f with B_peak and B_last held
+  at their point-estimate values, expanded at n seeds. That interval is *conditional on the
+  choice* of the pair, and choosing B_peak as the argmax of noisy lr* on the same data biases
+  f upward (a winner's curse), so a fall is claimed only when the interval's lower end
+  exceeds 1 and the text says "no fall resolved" otherwise. Even so, on a flat lr* (no fall;
+  4 batch sizes, 6 seeds, heavy noise) 3 of 30 draws claimed one while this was written, and
+  a known 8× fall was covered in 35 of 40 draws (the slow test in
+  tests/test_validate_estimators.py).
 
 Degenerate inputs never raise: what cannot be computed is NaN and a ``reason`` says why.
 """
@@ -374,12 +385,16 @@ def loo_errors(
     lr_ok: NDArray[np.bool_],
     S: NDArray[np.float64],
     s_ok: NDArray[np.bool_],
+    law_fit: str = "se",
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], str | None]:
     """Leave-one-batch-size-out errors: ``(errors (law × fold), fold batch sizes, reason)``.
 
     Rows follow ``THEORY + BASELINES``; an error is log(predicted lr*) − log(lr*) at the
     held-out batch size (module docstring). Folds are the ``lr_ok`` batch sizes; a fold whose
     B_crit refit fails is dropped; no folds when the full-data B_crit fails.
+    ``law_fit="free"``: no S–E fit (S and ``s_ok`` are ignored); each theory law's B_noise and
+    ε_max are fitted to the other folds' lr* (:func:`theory.laws.fit_profile`), as in a branch where
+    every run takes the same number of steps.
 
     Examples:
       >>> B = np.array([4.0, 16.0, 64.0]); lr = 1e-3 * np.sqrt(B / 4)
@@ -400,6 +415,23 @@ def loo_errors(
                 f"{idx.size}"
             ),
         )
+    if law_fit not in ("se", "free"):
+        raise ValueError(f"law_fit must be 'se' or 'free'; got {law_fit!r}")
+    if law_fit == "free":
+        cols = []
+        for i in idx:
+            keep = idx[idx != i]
+            col = [
+                math.log(float(laws.fit_profile(law, B[keep], lr[keep]).predict(B[i])))
+                - math.log(lr[i])
+                for law in THEORY
+            ]
+            col += [
+                math.log(float(laws.baseline_lr(law, B[i], B[keep], lr[keep]))) - math.log(lr[i])
+                for law in BASELINES
+            ]
+            cols.append(col)
+        return np.array(cols, dtype=np.float64).T, B[idx].astype(np.float64), None
     sk = s_ok & np.isfinite(S) & (S > 0)
     _, _, why = fit_b_crit(B[sk], S[sk])
     if why is not None:
@@ -430,6 +462,67 @@ def _rms(e: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
     return np.sqrt(np.mean(e**2, axis=axis)) if e.shape[axis] else np.full(e.shape[0], np.nan)
 
 
+# ----------------------------------------------------------------------------- the fall
+
+
+def fall_point(
+    B: Sequence[float], lr: Sequence[float], censored: Sequence[str]
+) -> tuple[int | None, int | None, str | None]:
+    """Indices of B_peak and B_last for the fall (module docstring): ``(i_peak, i_last, why)``.
+
+    Only interior optima count (``censored`` "" and a finite positive lr*); B_peak has the
+    largest lr*, B_last the largest batch size (``B`` ascending). ``i_last == i_peak`` when
+    lr* is largest at the largest interior batch size (no fall seen); ``(None, None, why)``
+    with fewer than 2 interior optima.
+
+    Examples:
+      >>> fall_point([4, 8, 16, 32], [1.0, 3.0, 2.0, 9.0], ["", "", "", "high"])
+      (1, 2, None)
+      >>> fall_point([4, 8], [1.0, 3.0], ["", ""])
+      (1, 1, None)
+      >>> fall_point([4, 8], [1.0, 3.0], ["low", ""])[2]
+      '1 batch size(s) with an interior optimum (2 needed)'
+    """
+    b = np.asarray(B, dtype=np.float64)
+    y = np.asarray(lr, dtype=np.float64)
+    ok = np.array([c == "" for c in censored], dtype=bool) & np.isfinite(y) & (y > 0)
+    idx = np.flatnonzero(ok)
+    if idx.size < 2:
+        return None, None, f"{idx.size} batch size(s) with an interior optimum (2 needed)"
+    i_peak = int(idx[np.argmax(y[idx])])
+    i_last = int(idx[np.argmax(b[idx])])
+    return i_peak, i_last, None
+
+
+def _fall_text(target: float, fall: Mapping[str, Any], why: str | None, no_iv: str) -> str:
+    t = f"target {target:g}"
+    a, b, f, lo, hi = (fall[k] for k in ("b_peak", "b_last", "factor", "lo", "hi"))
+    if why is not None:
+        text = f"{t}: no fall estimate: {why}"
+    elif b == a:
+        text = (
+            f"{t}: no fall seen for B ≤ {b:g} (lr* largest at the largest batch size with an "
+            "interior optimum)"
+        )
+    elif fall["falls"]:
+        text = f"{t}: the optimum lr* falls from B = {a:g} to B = {b:g} by a factor {f:.3g} "
+        text += f"[{lo:.3g}, {hi:.3g}]"
+    else:
+        if math.isfinite(lo):
+            iv = f"[{lo:.3g}, {hi:.3g}]"
+            why_not = "interval includes 1" if hi >= 1 else "interval below 1"
+        else:
+            iv, why_not = "[no interval]", no_iv
+        text = (
+            f"{t}: no fall resolved: lr* at B = {b:g} is {f:.3g} {iv} below its value at "
+            f"B = {a:g} ({why_not})"
+        )
+    if fall["censored"]:
+        cen = ", ".join(f"{c.split(':')[0]} ({c.split(':')[1]})" for c in fall["censored"])
+        text += f"; censored at B = {cen}"
+    return text
+
+
 # ----------------------------------------------------------------------------- one target
 
 
@@ -446,6 +539,7 @@ class TargetAnalysis:
     cube: Cube
     loo_errors: NDArray[np.float64]
     loo_folds: NDArray[np.float64]
+    fall: dict[str, Any] = field(default_factory=dict)
 
 
 def analyse_target(
@@ -459,6 +553,7 @@ def analyse_target(
     half_width: int = 1,
     s_rule: str = "further",
     censored_s: bool = True,
+    law_fit: str = "se",
 ) -> TargetAnalysis:
     """Every estimator of the module docstring at one target, with its intervals.
 
@@ -472,6 +567,9 @@ def analyse_target(
       half_width: grid points either side of the argmax in the local quadratic.
       s_rule: the optimum S(B) is read at for B_crit (``further`` or ``steps``).
       censored_s: use S at a censored optimum (the edge lr) in the B_crit fit.
+      law_fit: how the leave-one-out folds predict with the theory laws: ``"se"`` (the
+        paper's route through the S–E B_crit) or ``"free"`` (B_noise and ε_max fitted to the
+        other folds' lr*; :func:`loo_errors`).
 
     Returns:
       :class:`TargetAnalysis`: ``best`` (rows ``target, batch_size, rule, lr, lo, hi,
@@ -479,7 +577,9 @@ def analyse_target(
       resamples whose optimum is on an edge), ``S``, ``E``), ``b_crit`` (``target, value, lo,
       hi`` + ``s_min``, ``lo_seeds``/``hi_seeds`` (seeds alone), ``n_batch_sizes``,
       ``n_censored``, ``reason``), ``loo`` (per law ``target, law, err, lo, hi`` + ``diff``,
-      ``diff_lo``, ``diff_hi`` against ``best_baseline``, ``n_folds``), ``verdict``.
+      ``diff_lo``, ``diff_hi`` against ``best_baseline``, ``n_folds``), ``verdict``, and
+      ``fall`` (paper's rule: ``target, b_peak, b_last, factor, lo, hi, falls`` (lo > 1),
+      ``censored`` (list of "B:edge"), ``text``; NaN where undefined).
     """
     if not (n_boot == 0 or n_boot >= 10):
         raise ValueError(f"n_boot must be 0 (no intervals) or >= 10; got {n_boot=}")
@@ -596,9 +696,12 @@ def analyse_target(
 
     # --- leave-one-batch-size-out
     def lr_ok(d: Draw) -> NDArray[np.bool_]:
-        return np.array([c == "" for c in d.censored["further"]]) & np.isfinite(d.lr["further"])
+        cen = np.array([c == "" for c in d.censored["further"]], dtype=bool)  # bool when empty
+        return cen & np.isfinite(d.lr["further"])
 
-    E0, folds0, loo_why = loo_errors(B, point.lr["further"], lr_ok(point), point.S, point.s_ok)
+    E0, folds0, loo_why = loo_errors(
+        B, point.lr["further"], lr_ok(point), point.S, point.s_ok, law_fit
+    )
     err = _rms(E0) if E0.shape[1] else np.full(len(names), np.nan)
     nt = len(THEORY)
     base_err = err[nt:]
@@ -610,7 +713,7 @@ def analyse_target(
         key = idx.tobytes()
         if key not in draws_cache:
             d = at(idx)
-            Ed, _, bad = loo_errors(B, d.lr["further"], lr_ok(d), d.S, d.s_ok)
+            Ed, _, bad = loo_errors(B, d.lr["further"], lr_ok(d), d.S, d.s_ok, law_fit)
             if bad is not None or Ed.shape[1] == 0:
                 nanv = np.full(len(names), np.nan)
                 draws_cache[key] = (nanv, nanv)
@@ -694,7 +797,40 @@ def analyse_target(
             else:
                 more = f"about {n_need} seeds would separate them (now {n})"
             verdict["text"] = f"{head}; not separable at this scale: {more}"
-    return TargetAnalysis(cube.target, best, b_crit, loo, verdict, point, cube, E0, folds0)
+    # --- the fall of lr* past its peak (paper's rule; interval conditional on the pair)
+    cen_f = point.censored["further"]
+    i_pk, i_ls, fall_why = fall_point(B, point.lr["further"], cen_f)
+    fall: dict[str, Any] = {
+        "target": cube.target,
+        "b_peak": NAN if i_pk is None else float(B[i_pk]),
+        "b_last": NAN if i_ls is None else float(B[i_ls]),
+        "factor": NAN,
+        "lo": NAN,
+        "hi": NAN,
+        "falls": False,
+        "censored": [f"{int(b)}:{c}" for b, c in zip(B, cen_f) if c in ("low", "high")],
+    }
+    if i_pk is not None and i_ls is not None and i_ls != i_pk:
+        lr_f = point.lr["further"]
+        fall["factor"] = float(lr_f[i_pk] / lr_f[i_ls])
+
+        def log_fall(idx):
+            v = at(idx).lr["further"]
+            ok = v[i_pk] > 0 and v[i_ls] > 0  # False for NaN (no optimum in this resample)
+            return float(np.log(v[i_pk]) - np.log(v[i_ls])) if ok else NAN
+
+        lo, hi, _ = interval(log_fall, n)
+        if math.isfinite(lo) and math.isfinite(hi):
+            fall["lo"], fall["hi"] = math.exp(lo), math.exp(hi)
+            fall["falls"] = bool(fall["lo"] > 1)
+    if n_boot == 0:
+        no_iv = "no bootstrap asked for"
+    elif n < MIN_BOOT_SEEDS:
+        no_iv = f"{n} seeds, {MIN_BOOT_SEEDS} needed for one"
+    else:
+        no_iv = "too few resamples had an optimum at both batch sizes"
+    fall["text"] = _fall_text(cube.target, fall, fall_why, no_iv)
+    return TargetAnalysis(cube.target, best, b_crit, loo, verdict, point, cube, E0, folds0, fall)
 
 
 def _draws(n: int, n_boot: int, seed: int) -> list[NDArray[np.int64]]:

@@ -1,0 +1,471 @@
+"""``surgelab validate branch``: the best lr per batch size at a training state, per horizon.
+
+Trains one reference run (Adam at ``--ref-batch-size`` / ``--ref-lr``) and keeps its state at
+the ``--at-losses`` levels (and ``--at-steps``), or starts from the user's own checkpoint
+(``--from-checkpoint``, a ``torch.save`` of the model's state dict, optionally
+``{"model": ..., "optimizer": ..., "step": ...}`` with an Adam state whose moments are then
+carried). From each state it branches every (batch size, lr, seed) for the horizons K
+(``validate.branch.branch_group``: common random numbers across lrs) and estimates, per state
+and horizon, the best lr per batch size with its interval and censoring, the peak batch size
+and the laws' leave-one-batch-size-out comparison with the practitioners' baselines
+(``validate.branch.analyse``). A batch size whose optimum is on an edge of the lrs tried gets
+up to ``--max-extra-lrs`` more lrs past that edge. Every finished (state, batch size, lr set)
+is stored at once; rerun with the same ``--out`` to resume.
+
+Files: ``points.csv`` (one row per checkpoint, horizon, batch size, lr, seed: the loss before
+and after), ``best_lr.csv`` (``checkpoint_step, horizon, batch_size, lr, lo, hi, censored``
+…), ``peaks.csv``, ``falls.csv``, ``loo.csv``, ``summary.json`` (headline, verdicts, and a
+``best_lr`` list at the last checkpoint and ``--advise-horizon`` for ``surgelab advise
+--from``), ``starts/`` (the reference states), figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from surgelab.cli import Command, UsageError
+from surgelab.config import Config, ConfigError, opt
+from surgelab.workload_args import (
+    DATA_DIR_WHY,
+    DOWNLOAD_WHY,
+    _env_download,
+    check_data,
+    check_workload,
+    device_name,
+)
+
+_THIRD = tuple(float(f"{1e-4 * 10 ** (k / 3):.3g}") for k in range(7))  # 1e-4 … 1e-2
+
+
+@dataclass(frozen=True)
+class BranchConfig(Config):
+    """``surgelab validate branch``: the only source of its defaults."""
+
+    workload: str = opt("fmnist-cnn", "registered workload (fmnist-cnn, synthetic-mlp, ...)")
+    size: Literal["smoke", "paper"] = opt("smoke", "workload size")
+    data_dir: str | None = opt(None, DATA_DIR_WHY)
+    download: bool = opt(_env_download(), DOWNLOAD_WHY)
+    from_checkpoint: str | None = opt(
+        None,
+        "branch from this torch.save file (the model's state dict, or {'model', 'optimizer', "
+        "'step'}) instead of a reference run",
+        metavar="PATH",
+    )
+    ref_batch_size: int = opt(32, "batch size of the reference run", lo=1, hi=1_000_000)
+    ref_lr: float = opt(1e-3, "Adam learning rate of the reference run", lo=0, lo_open=True)
+    at_losses: tuple[float, ...] | None = opt(
+        None,
+        "branch where the reference run's held-in loss first falls below these levels "
+        "(default: the workload's targets, or none when --at-steps is given)",
+        lo=0,
+        lo_open=True,
+    )
+    at_steps: tuple[int, ...] = opt(
+        (), "also branch at these steps of the reference run", lo=0, hi=100_000_000
+    )
+    batch_sizes: tuple[int, ...] = opt(
+        (1, 4, 16, 64, 256, 1024),
+        "batch sizes to branch at",
+        lo=1,
+        hi=1_000_000,
+        ascending=True,
+        nonempty=True,
+    )
+    lrs: tuple[float, ...] = opt(
+        _THIRD, "Adam learning rates to branch with", lo=0, lo_open=True, ascending=True
+    )
+    seeds: int = opt(5, "seeds 0 … N-1 per (batch size, lr): the bootstrap unit", lo=1, hi=10_000)
+    horizons: tuple[int, ...] = opt(
+        (1, 10, 100),
+        "steps after which each branch's held-in loss is measured",
+        lo=1,
+        hi=1_000_000,
+        ascending=True,
+        nonempty=True,
+    )
+    betas: tuple[float, ...] = opt(
+        (0.9, 0.999), "the branches' Adam (β1, β2), each in [0, 1); 0,0 is a sign update", lo=0
+    )
+    adam_state: Literal["carry", "reset"] = opt(
+        "carry", "start the branches from the reference's Adam moments, or from zero"
+    )
+    max_extra_lrs: int = opt(
+        3, "lrs added per batch size past a censored edge of the grid (0: fixed grid)", lo=0, hi=64
+    )
+    advise_horizon: int | None = opt(
+        None,
+        "the horizon whose best lrs `surgelab advise --from` uses (default: the longest)",
+        lo=1,
+    )
+    n_boot: int = opt(200, "bootstrap resamples of seeds (0: no intervals)", lo=0, hi=100_000)
+    seed: int = opt(0, "seed of the reference run (init and batches)", lo=0, hi=2**31 - 1)
+    device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
+    threads: int | None = opt(None, "torch threads (default: torch's)", lo=1, hi=4096)
+
+    def check(self) -> None:
+        check_workload(self.workload)
+        if self.device != "cpu":
+            device_name(self.device)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", f"give two numbers β1,β2 in [0, 1); got {list(self.betas)}")
+        if self.max_extra_lrs and len(self.lrs) < 2:
+            raise ConfigError("lrs", "extending the grid needs >= 2 lrs (their ratio is the step)")
+        if self.n_boot and self.n_boot < 10:
+            raise ConfigError("n_boot", f"use 0 (no intervals) or >= 10; got {self.n_boot}")
+        if self.advise_horizon is not None and self.advise_horizon not in self.horizons:
+            raise ConfigError("advise_horizon", f"must be one of --horizons {list(self.horizons)}")
+        if self.from_checkpoint is not None:
+            p = Path(self.from_checkpoint).expanduser()
+            if not p.is_file():
+                raise ConfigError(
+                    "from_checkpoint", f"{self.from_checkpoint!r} is not a file (a torch.save)"
+                )
+        else:
+            check_data(self.workload, self.size, self.data_dir, self.download)
+
+    def levels(self, workload_targets: tuple[float, ...]) -> tuple[float, ...]:
+        """The loss levels to branch at: ``--at-losses``, else none when ``--at-steps`` is
+        given, else the workload's targets."""
+        if self.at_losses is not None:
+            return tuple(self.at_losses)
+        return () if self.at_steps else tuple(workload_targets)
+
+
+def _extra_lr(lrs: tuple[float, ...], at: float, edge: str) -> float:
+    r = lrs[-1] / lrs[-2] if edge == "high" else lrs[0] / lrs[1]
+    return float(f"{at * r:.12g}")
+
+
+def _unit_id(start: str, b: int, lrs: list[float]) -> str:
+    return f"{start}_B{b}_" + ",".join(f"{v:.12g}" for v in lrs)
+
+
+def _load_checkpoint(cfg: BranchConfig, workload: Any) -> Any:
+    import torch
+
+    from validate import branch
+
+    path = Path(cfg.from_checkpoint or "").expanduser()
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a foreign / corrupt file
+        raise UsageError(
+            f"--from-checkpoint {path}: not a torch.save checkpoint torch can read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from None
+    try:
+        start = branch.start_from_state_dict(workload, obj, name="user")
+    except ValueError as exc:
+        raise UsageError(f"--from-checkpoint {path}: {exc}") from None
+    if cfg.adam_state == "carry" and not start.has_moments and tuple(cfg.betas) != (0.0, 0.0):
+        raise UsageError(
+            f"--from-checkpoint {path}: holds no Adam state to carry; save "
+            "{'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': step} or "
+            "use --adam-state reset"
+        )
+    return start
+
+
+def _starts(cfg: BranchConfig, run: Any, workload: Any, data: Any, device: str) -> list[Any]:
+    """The states to branch from: the user's checkpoint, or the reference run's (saved in
+    ``starts/`` so a resumed run does not retrain)."""
+    import torch
+
+    from surgelab.progress import bar
+    from validate import branch
+
+    if cfg.from_checkpoint is not None:
+        return [_load_checkpoint(cfg, workload)]
+    folder = run / "starts"
+    index = folder / "index.json"
+    if index.is_file():
+        names = json.loads(index.read_text())["starts"]
+        out = []
+        for n in names:
+            d = torch.load(folder / f"{n}.pt", map_location="cpu", weights_only=True)
+            out.append(branch.Start(**d))
+        return out
+    levels = cfg.levels(workload.targets)
+    out = []
+    with bar(None, "reference run", unit="step") as b:
+        for s in branch.reference_starts(
+            workload,
+            data,
+            lr=cfg.ref_lr,
+            batch_size=cfg.ref_batch_size,
+            steps=cfg.at_steps,
+            losses=levels,
+            seed=cfg.seed,
+            device=device,
+            on_step=lambda _s: b.update(1),
+        ):
+            out.append(s)
+    if not out:
+        raise UsageError(
+            f"--at-losses {list(levels)}: the reference run (lr {cfg.ref_lr:g}, B "
+            f"{cfg.ref_batch_size}) reached none of them in {workload.max_steps} steps; give "
+            "higher levels or a larger --ref-lr"
+        )
+    folder.mkdir(exist_ok=True)
+    for s in out:
+        torch.save(s.__dict__, folder / f"{s.name}.pt")
+    index.write_text(json.dumps({"starts": [s.name for s in out]}))
+    return out
+
+
+def _edges(rows: list[dict[str, Any]]) -> dict[int, set[str]]:
+    """Per batch size, the lr-grid edges where an optimum is censored at some horizon."""
+    from validate import branch, optimum
+
+    per_h = [
+        {**r, "target": float(src["horizon"])} for r, src in zip(branch.as_sweep_rows(rows), rows)
+    ]
+    return optimum.edges_to_extend(per_h)
+
+
+def run_branch(cfg: BranchConfig, run: Any) -> int:
+    import torch
+
+    from surgelab import datasets
+    from surgelab.progress import bar, say
+    from validate import branch
+    from validate.workload import get_workload
+
+    assert run is not None
+    if run.finished:
+        from surgelab.rundir import read_json
+
+        print(f"already finished: {run.path}")
+        for v in read_json(run / "summary.json").get("verdicts", []):
+            print(f"  - {v}")
+        return 0
+    t0 = time.perf_counter()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    run.write_meta(device=device_name(cfg.device))
+    if cfg.from_checkpoint is None:
+        datasets.ensure_workload(cfg.workload, cfg.size, cfg.data_dir, cfg.download)
+    workload = get_workload(cfg.workload, size=cfg.size, data_dir=cfg.data_dir)
+    with datasets.decoded_arrays():
+        data = workload.load_data(cfg.data_dir, cfg.device)
+    starts = _starts(cfg, run, workload, data, cfg.device)
+    store = run / "branches.jsonl"
+    done: dict[str, list[dict[str, Any]]] = {}
+    if store.is_file():
+        for line in store.read_text().splitlines():
+            if line.strip():
+                u = json.loads(line)
+                done[u["unit"]] = u["rows"]
+    base = [float(v) for v in cfg.lrs]
+    betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+    say(
+        f"validate branch: {len(starts)} state(s) × {len(cfg.batch_sizes)} batch sizes × "
+        f"{len(base)} lrs × {cfg.seeds} seeds, horizons {list(cfg.horizons)} → {run.path}"
+    )
+
+    def do(start: Any, b: int, lrs: list[float], pbar: Any) -> list[dict[str, Any]]:
+        uid = _unit_id(start.name, b, lrs)
+        if uid not in done:
+            rows = branch.branch_group(
+                workload,
+                data,
+                start,
+                b,
+                lrs,
+                list(range(cfg.seeds)),
+                cfg.horizons,
+                betas=betas,
+                adam_state=cfg.adam_state,
+                device=cfg.device,
+            )
+            with store.open("a") as f:
+                f.write(json.dumps({"unit": uid, "rows": rows}) + "\n")
+            done[uid] = rows
+        pbar.update(1)
+        return done[uid]
+
+    all_rows: list[dict[str, Any]] = []
+    with bar(len(starts) * len(cfg.batch_sizes), "branches", unit="unit") as pbar:
+        for s in starts:
+            for b in cfg.batch_sizes:
+                rows = do(s, b, base, pbar)
+                tried = set(base)
+                for _ in range(cfg.max_extra_lrs):
+                    edges = _edges(rows).get(b, set())
+                    if not edges:
+                        break
+                    added = False
+                    for edge in sorted(edges):
+                        at = max(tried) if edge == "high" else min(tried)
+                        lr = _extra_lr(tuple(base), at, edge)
+                        if lr in tried or len(tried) - len(base) >= cfg.max_extra_lrs:
+                            continue
+                        pbar.total += 1
+                        rows = rows + do(s, b, [lr], pbar)
+                        tried.add(lr)
+                        added = True
+                    if not added:
+                        break
+                all_rows += rows
+    run.write_table("points.csv", all_rows)
+    summary = summarise(cfg, all_rows, starts, time.perf_counter() - t0)
+    for name in ("best_lr", "peaks", "falls", "loo", "verdicts_by_group"):
+        run.write_table(f"{name}.csv", summary.pop(f"_{name}"))
+    _figures(run)
+    run.finish(summary)
+    print(f"validate branch: {run.path}")
+    for v in summary["verdicts"]:
+        print(f"  - {v}")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _iv(lo: Any, hi: Any) -> str:
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def summarise(
+    cfg: BranchConfig, rows: list[dict[str, Any]], starts: list[Any], wall_s: float
+) -> dict[str, Any]:
+    """The run's summary (headline, verdicts) and its tables (keys ``_best_lr`` …)."""
+    from validate import branch
+
+    groups = branch.analyse(rows, n_boot=cfg.n_boot)
+    best, peaks, falls, loo, per_group = [], [], [], [], []
+    for g in groups:
+        best += g.best
+        peaks.append({**g.peak, "checkpoint_loss": g.checkpoint_loss})
+        falls.append({k: v for k, v in g.fall.items() if k != "censored"})
+        loo += g.loo
+        per_group.append(
+            {
+                "checkpoint": g.checkpoint,
+                "checkpoint_step": g.checkpoint_step,
+                "horizon": g.horizon,
+                "fall": g.fall.get("text", ""),
+                "laws": g.verdict.get("text", ""),
+            }
+        )
+    hs = sorted({g.horizon for g in groups})
+    k_adv = cfg.advise_horizon or (hs[-1] if hs else None)
+    last = max(groups, key=lambda g: g.checkpoint_step, default=None)
+    verdicts: list[str] = []
+    headline: list[dict[str, Any]] = []
+    for name in dict.fromkeys(g.checkpoint for g in groups):
+        gs = [g for g in groups if g.checkpoint == name]
+        head = f"{name} (step {gs[0].checkpoint_step}, held-in loss {gs[0].checkpoint_loss:.3g})"
+        parts = []
+        for g in gs:
+            p = g.peak
+            where = (
+                f"peak B ≈ {_fmt(p['b_peak'])} {_iv(p['lo'], p['hi'])}"
+                + (f" (censored {p['censored']})" if p["censored"] not in ("", "none") else "")
+                if math.isfinite(p["b_peak"])
+                else "no peak estimate"
+            )
+            fell = "falls past it" if g.fall.get("falls") else "no resolved fall"
+            parts.append(f"K = {g.horizon}: {where}, {fell}")
+        verdicts.append(f"{head}: " + "; ".join(parts))
+    short = [g for g in groups if g.horizon == hs[0]] if hs else []
+    long_ = [g for g in groups if g.horizon == hs[-1]] if hs else []
+    if hs and len(hs) > 1:
+        n_s = sum(bool(g.fall.get("falls")) for g in short)
+        n_l = sum(bool(g.fall.get("falls")) for g in long_)
+        if n_s > n_l:
+            what = "the surge (a resolved fall of lr* past its peak) appears at short horizons "
+            what += "and fades at long ones"
+        elif n_s == n_l == 0:
+            what = "no resolved fall of lr* past its peak at any horizon"
+        elif n_s == n_l:
+            what = "a resolved fall at the shortest and the longest horizon alike"
+        else:
+            what = "a resolved fall at long horizons more often than at short ones"
+        verdicts.append(
+            f"horizon: resolved falls at K = {hs[0]} in {n_s} of {len(short)} state(s), at "
+            f"K = {hs[-1]} in {n_l} of {len(long_)}: {what} (Adam betas "
+            f"{tuple(cfg.betas)}, moments {cfg.adam_state})"
+        )
+    for g in groups:
+        if g.fall.get("text"):
+            verdicts.append(f"{g.checkpoint}, K = {g.horizon}: {g.fall['text']}")
+        if g.verdict.get("text"):
+            verdicts.append(f"{g.checkpoint}, K = {g.horizon}: {g.verdict['text']}")
+    if last is not None:
+        for g in groups:
+            if g.checkpoint == last.checkpoint and g.horizon in (hs[0], hs[-1]):
+                headline.append(
+                    {
+                        "key": f"b_peak_k{g.horizon}",
+                        "label": f"measured peak batch size after K = {g.horizon} steps from "
+                        f"{g.checkpoint}",
+                        "value": g.peak["b_peak"],
+                        "lo": g.peak["lo"],
+                        "hi": g.peak["hi"],
+                    }
+                )
+    # the interior optima of the advised group (censored ones are bounds: left out)
+    advice = [
+        {k: b[k] for k in ("batch_size", "lr", "lo", "hi")}
+        for b in best
+        if last is not None
+        and b["checkpoint"] == last.checkpoint
+        and b["horizon"] == k_adv
+        and b["censored"] == ""
+        and math.isfinite(b["lr"])
+    ]
+    return {
+        "command": "validate branch",
+        "workload": cfg.workload,
+        "size": cfg.size,
+        "starts": [
+            {"name": s.name, "step": s.step, "loss": s.loss, "moments": s.has_moments}
+            for s in starts
+        ],
+        "horizons": hs,
+        "advice_from": {
+            "checkpoint": None if last is None else last.checkpoint,
+            "horizon": k_adv,
+        },
+        "best_lr": advice,
+        "headline": headline,
+        "verdicts": verdicts,
+        "n_points": len(rows),
+        "wall_s": wall_s,
+        "_best_lr": best,
+        "_peaks": peaks,
+        "_falls": falls,
+        "_loo": loo,
+        "_verdicts_by_group": per_group,
+    }
+
+
+def _figures(run: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from validate import branch_plots as P
+
+    best, peaks = run.read_table("best_lr.csv"), run.read_table("peaks.csv")
+    if best:
+        run.save_figure(P.plot_best_lr_by_horizon(best), "best_lr_vs_batch.png")
+    if peaks:
+        run.save_figure(P.plot_peak_by_checkpoint(peaks), "peak_vs_checkpoint.png")
+
+
+BRANCH = Command(
+    "branch",
+    "best lr per batch size at training states, per horizon (branches from one run or yours)",
+    BranchConfig,
+    run_branch,
+    description=__doc__ or "",
+)

@@ -1,0 +1,139 @@
+"""``surgelab validate branch`` on the command line: bad input is one line and writes nothing; a
+small run writes its folder and resumes; a user's checkpoint is checked against the model; and
+``advise --from`` states the horizon.
+
+Each case runs in-process through :func:`surgelab.cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from surgelab import cli
+
+CASES = [
+    (["--batch-sizes", "16,4"], "--batch-sizes"),
+    (["--horizons", "0"], "--horizons"),
+    (["--lrs", "0.1,0.01"], "--lrs"),
+    (["--betas", "0.9"], "--betas"),
+    (["--betas", "0.9,1.5"], "--betas"),
+    (["--advise-horizon", "7"], "--advise-horizon"),
+    (["--n-boot", "5"], "--n-boot"),
+    (["--from-checkpoint", "{missing}"], "--from-checkpoint"),
+    (["--workload", "nope"], "--workload"),
+    (["--data-dir", "{missing}"], "--data-dir"),
+    (["--adam-state", "keep"], "--adam-state"),
+]
+
+
+def _main(argv: list[str]) -> int:
+    return cli.main(["validate", "branch", *argv])
+
+
+@pytest.mark.parametrize(("argv", "name"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, name, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [a.replace("{missing}", str(tmp_path / "no-such-file")) for a in argv]
+    assert _main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and name in err, err
+    assert [ln for ln in err.splitlines() if ln.strip()][-1].startswith(
+        "surgelab validate branch: error:"
+    ), err
+    assert not out.exists()
+
+
+SMALL = [
+    "--workload",
+    "synthetic-mlp",
+    "--at-steps",
+    "10,30",
+    "--batch-sizes",
+    "4,16,64",
+    "--lrs",
+    "0.003,0.01,0.03,0.1,0.3",
+    "--horizons",
+    "1,4",
+    "--n-boot",
+    "20",
+    "--max-extra-lrs",
+    "1",
+]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("branch") / "run"
+    assert _main([*SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_small_run_writes_its_tables_and_verdicts(small_run):
+    s = json.loads((small_run / "summary.json").read_text())
+    assert [st["name"] for st in s["starts"]] == ["step10", "step30"]
+    assert all(st["moments"] for st in s["starts"])
+    assert s["horizons"] == [1, 4] and s["advice_from"] == {"checkpoint": "step30", "horizon": 4}
+    assert any(v.startswith("horizon: resolved falls at K = 1") for v in s["verdicts"])
+    header = (small_run / "best_lr.csv").read_text().splitlines()[0].split(",")
+    for col in ("checkpoint_step", "horizon", "batch_size", "lr", "lo", "hi", "censored"):
+        assert col in header
+    pts = (small_run / "points.csv").read_text().splitlines()
+    assert {"loss_before", "loss_after"} <= set(pts[0].split(","))
+    # 2 states × 3 batch sizes × >= 5 lrs × 5 seeds × 2 horizons
+    assert len(pts) - 1 >= 2 * 3 * 5 * 5 * 2
+    for f in ("best_lr_vs_batch.png", "peak_vs_checkpoint.png", "loo.csv", "peaks.csv"):
+        assert (small_run / f).is_file()
+
+
+def test_rerun_resumes_without_recomputing(small_run, capsys):
+    assert _main([*SMALL, "--out", str(small_run)]) == 0
+    assert "already finished" in capsys.readouterr().out
+    # an interrupted run (no .done) reuses the stored branches and the saved states
+    (small_run / ".done").unlink()
+    before = (small_run / "branches.jsonl").read_text()
+    assert _main([*SMALL, "--out", str(small_run)]) == 0
+    assert (small_run / "branches.jsonl").read_text() == before
+
+
+def test_advise_from_a_branch_folder_states_the_horizon(small_run, capsys):
+    assert cli.main(["advise", "--from", str(small_run), "--batch-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "validate branch from step30: the best lr over the next K = 4 steps" in out
+
+
+def test_a_users_checkpoint_is_checked_against_the_model(tmp_path, capsys):
+    from validate.workload import get_workload
+
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"layer.weight": torch.zeros(3, 3)}, wrong)
+    out = tmp_path / "run"
+    rc = _main(["--workload", "synthetic-mlp", "--from-checkpoint", str(wrong), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "--from-checkpoint" in err and "does not match workload 'synthetic-mlp'" in err, err
+    # a model state dict without an optimiser: carry is refused, reset runs
+    model = get_workload("synthetic-mlp").make_model()
+    ok = tmp_path / "ok.pt"
+    torch.save(model.state_dict(), ok)
+    argv = ["--workload", "synthetic-mlp", "--from-checkpoint", str(ok)]
+    assert _main([*argv, "--out", str(tmp_path / "r1")]) == 2
+    assert "no Adam state to carry" in capsys.readouterr().err
+    small = ["--batch-sizes", "4,16,64", "--lrs", "0.001,0.01", "--horizons", "1", "--n-boot", "0"]
+    rc = _main(
+        [
+            *argv,
+            "--adam-state",
+            "reset",
+            *small,
+            "--max-extra-lrs",
+            "0",
+            "--out",
+            str(tmp_path / "r2"),
+        ]
+    )
+    assert rc == 0
+    s = json.loads((tmp_path / "r2" / "summary.json").read_text())
+    assert s["starts"][0]["name"] == "user" and not s["starts"][0]["moments"]
