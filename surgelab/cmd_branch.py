@@ -102,6 +102,13 @@ class BranchConfig(Config):
         "the horizon whose best lrs `surgelab advise --from` uses (default: the longest)",
         lo=1,
     )
+    compare_sweep: str | None = opt(
+        None,
+        "a `validate run` folder of the same workload: its best lrs (paper's rule) at the "
+        "targets equal to --at-losses are drawn beside the branches and compared",
+        metavar="DIR",
+        presentation=True,
+    )
     n_boot: int = opt(200, "bootstrap resamples of seeds (0: no intervals)", lo=0, hi=100_000)
     seed: int = opt(0, "seed of the reference run (init and batches)", lo=0, hi=2**31 - 1)
     device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
@@ -119,6 +126,13 @@ class BranchConfig(Config):
             raise ConfigError("n_boot", f"use 0 (no intervals) or >= 10; got {self.n_boot}")
         if self.advise_horizon is not None and self.advise_horizon not in self.horizons:
             raise ConfigError("advise_horizon", f"must be one of --horizons {list(self.horizons)}")
+        if (
+            self.compare_sweep is not None
+            and not (Path(self.compare_sweep).expanduser() / "best_lr.csv").is_file()
+        ):
+            raise ConfigError(
+                "compare_sweep", f"{self.compare_sweep!r} holds no best_lr.csv of `validate run`"
+            )
         if self.from_checkpoint is not None:
             p = Path(self.from_checkpoint).expanduser()
             if not p.is_file():
@@ -313,7 +327,10 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
                         break
                 all_rows += rows
     run.write_table("points.csv", all_rows)
-    summary = summarise(cfg, all_rows, starts, time.perf_counter() - t0)
+    sweep = _sweep_rows(cfg, starts)
+    if sweep is not None:
+        run.write_table("sweep_best_lr.csv", sweep)
+    summary = summarise(cfg, all_rows, starts, time.perf_counter() - t0, sweep)
     for name in ("best_lr", "peaks", "falls", "loo", "verdicts_by_group"):
         run.write_table(f"{name}.csv", summary.pop(f"_{name}"))
     _figures(run)
@@ -322,6 +339,64 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
     for v in summary["verdicts"]:
         print(f"  - {v}")
     return 0
+
+
+def _sweep_rows(cfg: BranchConfig, starts: list[Any]) -> list[dict[str, Any]] | None:
+    """The compared sweep's best lrs (paper's rule) at the targets equal to a state's level."""
+    from surgelab.rundir import read_table
+
+    if cfg.compare_sweep is None:
+        return None
+    by_level = {float(s.name[4:]): s.name for s in starts if s.name.startswith("loss")}
+    out = []
+    for r in read_table(Path(cfg.compare_sweep).expanduser() / "best_lr.csv"):
+        if r.get("rule", "further") != "further":
+            continue
+        name = by_level.get(float(r["target"]))
+        if name is not None:
+            out.append(
+                {"checkpoint": name, "target": float(r["target"])}
+                | {k: r.get(k) for k in ("batch_size", "lr", "lo", "hi", "censored")}
+            )
+    return out
+
+
+def _compare(groups: list[Any], sweep: list[dict[str, Any]], k: int) -> list[str]:
+    """Per state: the branches' lr* after K = ``k`` steps over the sweep's lr* (both interior)."""
+    import numpy as np
+
+    out = []
+    for name in dict.fromkeys(g.checkpoint for g in groups):
+        (g,) = [g for g in groups if g.checkpoint == name and g.horizon == k] or [None]
+        sw = {
+            int(r["batch_size"]): float(r["lr"])
+            for r in sweep
+            if r["checkpoint"] == name and not r.get("censored") and _finite(r.get("lr"))
+        }
+        if g is None or not sw:
+            continue
+        br = {b["batch_size"]: b["lr"] for b in g.best if b["censored"] == ""}
+        common = sorted(set(sw) & set(br))
+        if not common:
+            out.append(
+                f"{name}: no batch size with an interior optimum in both the branches "
+                f"(K = {k}) and the sweep"
+            )
+            continue
+        r = np.array([br[b] / sw[b] for b in common])
+        out.append(
+            f"{name} vs the from-scratch sweep at target {name[4:]}: lr*(branch, K = {k}) / "
+            f"lr*(sweep) = {float(np.exp(np.log(r).mean())):.3g} (geometric mean over B = "
+            f"{', '.join(map(str, common))}; range {r.min():.3g}–{r.max():.3g})"
+        )
+    return out
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def _fmt(v: Any) -> str:
@@ -335,7 +410,11 @@ def _iv(lo: Any, hi: Any) -> str:
 
 
 def summarise(
-    cfg: BranchConfig, rows: list[dict[str, Any]], starts: list[Any], wall_s: float
+    cfg: BranchConfig,
+    rows: list[dict[str, Any]],
+    starts: list[Any],
+    wall_s: float,
+    sweep: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The run's summary (headline, verdicts) and its tables (keys ``_best_lr`` …)."""
     from validate import branch
@@ -395,6 +474,8 @@ def summarise(
             f"K = {hs[-1]} in {n_l} of {len(long_)}: {what} (Adam betas "
             f"{tuple(cfg.betas)}, moments {cfg.adam_state})"
         )
+    if sweep and hs:
+        verdicts += _compare(groups, sweep, hs[-1])
     for g in groups:
         if g.fall.get("text"):
             verdicts.append(f"{g.checkpoint}, K = {g.horizon}: {g.fall['text']}")
@@ -456,8 +537,9 @@ def _figures(run: Any) -> None:
     from validate import branch_plots as P
 
     best, peaks = run.read_table("best_lr.csv"), run.read_table("peaks.csv")
+    sweep = run.read_table("sweep_best_lr.csv") if (run / "sweep_best_lr.csv").is_file() else None
     if best:
-        run.save_figure(P.plot_best_lr_by_horizon(best), "best_lr_vs_batch.png")
+        run.save_figure(P.plot_best_lr_by_horizon(best, sweep), "best_lr_vs_batch.png")
     if peaks:
         run.save_figure(P.plot_peak_by_checkpoint(peaks), "peak_vs_checkpoint.png")
 

@@ -68,6 +68,7 @@ def opt(
     ascending: bool = False,
     nonempty: bool = False,
     metavar: str | None = None,
+    presentation: bool = False,
 ) -> Any:
     """A config field: its default, the one-line reason it exists, and the checks of its value.
 
@@ -79,6 +80,8 @@ def opt(
       choices: allowed values (``Literal`` types get them automatically).
       ascending: a tuple must be strictly ascending.
       nonempty: a tuple must have at least one element.
+      presentation: the field changes only how results are shown (figures, comparisons), not
+        the results: a run may be resumed with another value of it.
     """
     meta = {
         "why": why,
@@ -89,6 +92,7 @@ def opt(
         "ascending": ascending,
         "nonempty": nonempty,
         "metavar": metavar,
+        "presentation": presentation,
     }
     return dataclasses.field(default=default, metadata=meta)
 

@@ -19,6 +19,7 @@ the same command with the same config is reopened, so a command can resume there
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -341,8 +342,10 @@ def check_out(
             f"choose a new folder",
         )
     new = jsonable(config_to_dict(cfg))
-    if old != new and not flags_may_change:
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    shown = {f.name for f in dataclasses.fields(cfg) if f.metadata.get("presentation")}
+    # a key an older version did not write reads as None; presentation fields may change
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in shown)
+    if diff and not flags_may_change:
         flags = ", ".join(flag(k) for k in diff)
         raise ConfigError(
             arg,

@@ -137,3 +137,24 @@ def test_a_users_checkpoint_is_checked_against_the_model(tmp_path, capsys):
     assert rc == 0
     s = json.loads((tmp_path / "r2" / "summary.json").read_text())
     assert s["starts"][0]["name"] == "user" and not s["starts"][0]["moments"]
+
+
+def test_a_presentation_flag_reopens_a_finished_run_without_recomputing(
+    small_run, tmp_path, capsys
+):
+    """--compare-sweep changes only the figures and verdicts: the finished run is reopened,
+    re-analysed with the sweep beside it, and no branch is trained again."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "best_lr.csv").write_text(
+        "target,batch_size,rule,lr,lo,hi,censored\n0.5,4,further,0.01,0.008,0.012,\n"
+    )
+    before = (small_run / "branches.jsonl").read_text()
+    assert _main([*SMALL, "--compare-sweep", str(sweep), "--out", str(small_run)]) == 0
+    assert "already finished" not in capsys.readouterr().out
+    assert (small_run / "branches.jsonl").read_text() == before
+    cfg = json.loads((small_run / "config.json").read_text())
+    assert cfg["compare_sweep"] == str(sweep)
+    # a folder without a sweep table is refused up front
+    assert _main([*SMALL, "--compare-sweep", str(tmp_path), "--out", str(small_run)]) == 2
+    assert "--compare-sweep" in capsys.readouterr().err

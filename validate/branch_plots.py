@@ -17,12 +17,15 @@ def _f(v: Any) -> float:
         return math.nan
 
 
-def plot_best_lr_by_horizon(best: Sequence[Mapping[str, Any]]) -> Any:
+def plot_best_lr_by_horizon(
+    best: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any]] | None = None
+) -> Any:
     """Best lr vs batch size, one panel per checkpoint, one curve per horizon K.
 
     Interior optima are filled markers with their bootstrap interval; a censored optimum (on an
     edge of the lrs tried: a bound, not an optimum) is an open triangle pointing the way the
-    optimum may lie.
+    optimum may lie. ``sweep``: a from-scratch sweep's best lrs per checkpoint (rows with
+    ``checkpoint, batch_size, lr, censored``), drawn in black beside the branches.
     """
     import matplotlib.pyplot as plt
 
@@ -49,6 +52,22 @@ def plot_best_lr_by_horizon(best: Sequence[Mapping[str, Any]]) -> Any:
                 if r.get("censored") in ("low", "high") and math.isfinite(_f(r["lr"])):
                     m = "^" if r["censored"] == "high" else "v"
                     ax.plot(int(r["batch_size"]), _f(r["lr"]), m, mfc="none", color=c, ms=8)
+        sw = sorted(
+            (r for r in sweep or () if str(r["checkpoint"]) == name and math.isfinite(_f(r["lr"]))),
+            key=lambda r: int(r["batch_size"]),
+        )
+        if sw:
+            ax.plot(
+                [int(r["batch_size"]) for r in sw],
+                [_f(r["lr"]) for r in sw],
+                "k--",
+                lw=1,
+                label="from scratch (sweep)",
+            )
+            for r in sw:
+                if r.get("censored") in ("low", "high"):
+                    m = "^" if r["censored"] == "high" else "v"
+                    ax.plot(int(r["batch_size"]), _f(r["lr"]), m, mfc="none", color="k", ms=7)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size B")
