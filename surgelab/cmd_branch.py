@@ -47,6 +47,12 @@ class BranchConfig(Config):
     """``surgelab validate branch``: the only source of its defaults."""
 
     workload: str = opt("fmnist-cnn", "registered workload (fmnist-cnn, synthetic-mlp, ...)")
+    import_: str | None = opt(
+        None,
+        "a Python file (or module) to import first: it registers your workload with "
+        "@validate.workload.register",
+        metavar="FILE",
+    )
     size: Literal["smoke", "paper"] = opt("smoke", "workload size")
     data_dir: str | None = opt(None, DATA_DIR_WHY)
     download: bool = opt(_env_download(), DOWNLOAD_WHY)
@@ -115,6 +121,8 @@ class BranchConfig(Config):
     threads: int | None = opt(None, "torch threads (default: torch's)", lo=1, hi=4096)
 
     def check(self) -> None:
+        if self.import_ is not None:
+            import_user_module(self.import_)
         check_workload(self.workload)
         if self.device != "cpu":
             device_name(self.device)
@@ -150,6 +158,33 @@ class BranchConfig(Config):
         return () if self.at_steps else tuple(workload_targets)
 
 
+def import_user_module(what: str, arg: str = "import_") -> None:
+    """Import a user's file (``path/to/file.py``) or module (``pkg.mod``); ``ConfigError``
+    naming ``arg`` when it cannot be imported."""
+    import importlib
+    import importlib.util
+    import sys
+
+    p = Path(what).expanduser()
+    try:
+        if what.endswith(".py"):
+            if not p.is_file():
+                raise ConfigError(arg, f"{what!r} is not a file")
+            name = f"surgelab_user_{p.stem}"
+            if name not in sys.modules:
+                spec = importlib.util.spec_from_file_location(name, p)
+                assert spec is not None and spec.loader is not None
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[name] = mod
+                spec.loader.exec_module(mod)
+        else:
+            importlib.import_module(what)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the user's code: any error is theirs to see, in one line
+        raise ConfigError(arg, f"importing {what!r} failed: {type(exc).__name__}: {exc}") from None
+
+
 def _extra_lr(lrs: tuple[float, ...], at: float, edge: str) -> float:
     r = lrs[-1] / lrs[-2] if edge == "high" else lrs[0] / lrs[1]
     return float(f"{at * r:.12g}")
@@ -176,7 +211,7 @@ def _load_checkpoint(cfg: BranchConfig, workload: Any) -> Any:
         start = branch.start_from_state_dict(workload, obj, name="user")
     except ValueError as exc:
         raise UsageError(f"--from-checkpoint {path}: {exc}") from None
-    if cfg.adam_state == "carry" and not start.has_moments and tuple(cfg.betas) != (0.0, 0.0):
+    if cfg.adam_state == "carry" and not start.has_moments and any(cfg.betas):
         raise UsageError(
             f"--from-checkpoint {path}: holds no Adam state to carry; save "
             "{'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': step} or "

@@ -158,3 +158,49 @@ def test_a_presentation_flag_reopens_a_finished_run_without_recomputing(
     # a folder without a sweep table is refused up front
     assert _main([*SMALL, "--compare-sweep", str(tmp_path), "--out", str(small_run)]) == 2
     assert "--compare-sweep" in capsys.readouterr().err
+
+
+def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(tmp_path, capsys):
+    """--import my_workload.py registers the user's model; their checkpoint (model + Adam state)
+    is branched; a broken file is one line naming --import."""
+    mod = tmp_path / "my_workload.py"
+    mod.write_text(
+        "import torch\n"
+        "from validate.workload import Data, Workload, register\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x = torch.randn(2048, 8, generator=g)\n"
+        "y = (x[:, :3].sum(1) > 0).long()\n"
+        "@register('user-mlp')\n"
+        "def user_mlp(size='smoke', data_dir=None, download=False):\n"
+        "    return Workload('user-mlp', lambda: torch.nn.Sequential(torch.nn.Linear(8, 16),\n"
+        "        torch.nn.ReLU(), torch.nn.Linear(16, 2)), lambda d, dev: Data(x, y, x[:512],\n"
+        "        y[:512]), torch.nn.functional.cross_entropy, 5, (0.5,))\n"
+    )
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("user_copy", mod)
+    m = importlib.util.module_from_spec(spec)
+    sys.modules["user_copy"] = m
+    spec.loader.exec_module(m)
+    w = m.user_mlp()
+    net = w.make_model()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(20):
+        opt.zero_grad()
+        w.loss(net(m.x[:64]), m.y[:64]).backward()
+        opt.step()
+    ck = tmp_path / "ck.pt"
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": 20}, ck)
+    argv = ["--import", str(mod), "--workload", "user-mlp", "--from-checkpoint", str(ck)]
+    small = ["--batch-sizes", "8,32,128", "--lrs", "0.001,0.01,0.1", "--horizons", "1,5"]
+    assert _main([*argv, *small, "--n-boot", "0", "--out", str(tmp_path / "r")]) == 0
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["starts"] == [
+        {"name": "user", "step": 20, "loss": s["starts"][0]["loss"], "moments": True}
+    ]
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('boom')\n")
+    assert _main(["--import", str(bad), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err
+    assert "--import" in err and "boom" in err and "Traceback" not in err

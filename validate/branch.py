@@ -329,7 +329,8 @@ def branch_group(
         raise ValueError(f"horizons must be positive step counts; got {list(horizons)}")
     if adam_state not in ADAM_STATES:
         raise ValueError(f"adam_state must be one of {ADAM_STATES}; got {adam_state!r}")
-    if adam_state == "carry" and not start.has_moments and betas != (0.0, 0.0):
+    # a state before the first step has zero moments: carrying them is resetting them
+    if adam_state == "carry" and not start.has_moments and start.step > 0 and any(betas):
         raise ValueError(
             f"start {start.name!r} holds no Adam moments to carry; use adam_state='reset'"
         )
