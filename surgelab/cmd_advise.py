@@ -461,9 +461,16 @@ def sweep_evidence(d: Path) -> Any:
     branch = summary.get("advice_from") if isinstance(summary.get("advice_from"), dict) else {}
 
     def ours(r: dict[str, Any]) -> bool:  # a `validate branch` table holds many groups
-        return not branch or (
+        if not branch:
+            return True
+        try:
+            h = int(float(r.get("horizon")))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False  # an examples horizon (its steps vary with B)
+        return (
             str(r.get("checkpoint")) == str(branch.get("checkpoint"))
-            and int(r.get("horizon", -1)) == int(branch.get("horizon", -2))
+            and h == int(branch.get("horizon", -1))
+            and not r.get("horizon_examples")
         )
 
     try:

@@ -94,6 +94,14 @@ class BranchConfig(Config):
         ascending=True,
         nonempty=True,
     )
+    horizon_examples: tuple[int, ...] | None = opt(
+        None,
+        "also measure after these numbers of training examples (⌈E/B⌉ steps at batch size B: "
+        "the same compute for every B)",
+        lo=1,
+        hi=10**12,
+        ascending=True,
+    )
     betas: tuple[float, ...] = opt(
         (0.9, 0.999), "the branches' Adam (β1, β2), each in [0, 1); 0,0 is a sign update", lo=0
     )
@@ -272,7 +280,9 @@ def _edges(rows: list[dict[str, Any]]) -> dict[int, set[str]]:
     from validate import branch, optimum
 
     per_h = [
-        {**r, "target": float(src["horizon"])} for r, src in zip(branch.as_sweep_rows(rows), rows)
+        # one pseudo-target per horizon group: K for a steps horizon, -E for an examples one
+        {**r, "target": -float(e) if (e := src.get("horizon_examples")) else float(src["horizon"])}
+        for r, src in zip(branch.as_sweep_rows(rows), rows)
     ]
     return optimum.edges_to_extend(per_h)
 
@@ -328,6 +338,7 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
                 lrs,
                 list(range(cfg.seeds)),
                 cfg.horizons,
+                horizon_examples=cfg.horizon_examples or (),
                 betas=betas,
                 adam_state=cfg.adam_state,
                 device=cfg.device,
@@ -466,11 +477,12 @@ def summarise(
                 "checkpoint": g.checkpoint,
                 "checkpoint_step": g.checkpoint_step,
                 "horizon": g.horizon,
+                "horizon_examples": g.horizon_examples,
                 "fall": g.fall.get("text", ""),
                 "laws": g.verdict.get("text", ""),
             }
         )
-    hs = sorted({g.horizon for g in groups})
+    hs = sorted({g.horizon for g in groups if g.horizon is not None})
     k_adv = cfg.advise_horizon or (hs[-1] if hs else None)
     last = max(groups, key=lambda g: g.checkpoint_step, default=None)
     verdicts: list[str] = []
@@ -488,7 +500,7 @@ def summarise(
                 else "no peak estimate"
             )
             fell = "falls past it" if g.fall.get("falls") else "no resolved fall"
-            parts.append(f"K = {g.horizon}: {where}, {fell}")
+            parts.append(f"{g.label}: {where}, {fell}")
         verdicts.append(f"{head}: " + "; ".join(parts))
     short = [g for g in groups if g.horizon == hs[0]] if hs else []
     long_ = [g for g in groups if g.horizon == hs[-1]] if hs else []
@@ -513,12 +525,20 @@ def summarise(
         verdicts += _compare(groups, sweep, hs[-1])
     for g in groups:
         if g.fall.get("text"):
-            verdicts.append(f"{g.checkpoint}, K = {g.horizon}: {g.fall['text']}")
+            verdicts.append(f"{g.checkpoint}, {g.label}: {g.fall['text']}")
         if g.verdict.get("text"):
-            verdicts.append(f"{g.checkpoint}, K = {g.horizon}: {g.verdict['text']}")
+            verdicts.append(f"{g.checkpoint}, {g.label}: {g.verdict['text']}")
     if last is not None:
         for g in groups:
-            if g.checkpoint == last.checkpoint and g.horizon in (hs[0], hs[-1]):
+            if (
+                g.checkpoint == last.checkpoint
+                and g.horizon is not None
+                and g.horizon
+                in (
+                    hs[0],
+                    hs[-1],
+                )
+            ):
                 headline.append(
                     {
                         "key": f"b_peak_k{g.horizon}",

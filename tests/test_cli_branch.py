@@ -57,6 +57,8 @@ SMALL = [
     "0.003,0.01,0.03,0.1,0.3",
     "--horizons",
     "1,4",
+    "--horizon-examples",
+    "64",
     "--n-boot",
     "20",
     "--max-extra-lrs",
@@ -77,13 +79,14 @@ def test_a_small_run_writes_its_tables_and_verdicts(small_run):
     assert all(st["moments"] for st in s["starts"])
     assert s["horizons"] == [1, 4] and s["advice_from"] == {"checkpoint": "step30", "horizon": 4}
     assert any(v.startswith("horizon: resolved falls at K = 1") for v in s["verdicts"])
+    assert any("E = 64 examples" in v for v in s["verdicts"])
     header = (small_run / "best_lr.csv").read_text().splitlines()[0].split(",")
     for col in ("checkpoint_step", "horizon", "batch_size", "lr", "lo", "hi", "censored"):
         assert col in header
     pts = (small_run / "points.csv").read_text().splitlines()
     assert {"loss_before", "loss_after"} <= set(pts[0].split(","))
-    # 2 states × 3 batch sizes × >= 5 lrs × 5 seeds × 2 horizons
-    assert len(pts) - 1 >= 2 * 3 * 5 * 5 * 2
+    # 2 states × 3 batch sizes × >= 5 lrs × 5 seeds × 3 horizons (K = 1, 4; E = 64)
+    assert len(pts) - 1 >= 2 * 3 * 5 * 5 * 3
     for f in ("best_lr_vs_batch.png", "peak_vs_checkpoint.png", "loo.csv", "peaks.csv"):
         assert (small_run / f).is_file()
 

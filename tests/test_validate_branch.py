@@ -152,3 +152,28 @@ def test_the_momentum_advantage_fades_with_the_horizon():
             best[b1, g.horizon] = b["lr"]
     ratio = {k: best[0.9, k] / best[0.0, k] for k in (1, 10, 100)}
     assert ratio[1] > 2.0 and ratio[1] > 1.5 * ratio[10] and ratio[1] > 1.5 * ratio[100], ratio
+
+
+def test_an_examples_horizon_is_the_steps_horizon_of_the_same_length():
+    """E examples at batch size B are measured after ⌈E/B⌉ steps of the same branches: equal
+    to the steps horizon of that length, and grouped apart by the analysis."""
+    wl, data, _ = quadratic_workload(d=4, n=256)
+    kw = dict(betas=(0.0, 0.0), adam_state="reset")
+    rows = branch.branch_group(
+        wl,
+        data,
+        _start(wl),
+        4,
+        [0.01, 0.02],
+        list(range(5)),
+        [1, 4],
+        horizon_examples=[16, 6],
+        **kw,
+    )
+    steps4 = [r for r in rows if r["horizon_examples"] is None and r["horizon"] == 4]
+    e16 = [r for r in rows if r["horizon_examples"] == 16]
+    e6 = [r for r in rows if r["horizon_examples"] == 6]
+    assert [r["loss_after"] for r in e16] == [r["loss_after"] for r in steps4]
+    assert {r["horizon"] for r in e6} == {2}  # ⌈6/4⌉
+    labels = [g.label for g in branch.analyse(rows, n_boot=0)]
+    assert labels == ["K = 1", "K = 4", "E = 6 examples", "E = 16 examples"]

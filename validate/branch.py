@@ -63,6 +63,7 @@ ROW_KEYS: tuple[str, ...] = (
     "checkpoint_step",
     "checkpoint_loss",
     "horizon",
+    "horizon_examples",
     "batch_size",
     "lr",
     "seed",
@@ -302,6 +303,7 @@ def branch_group(
     seeds: Sequence[int],
     horizons: Sequence[int],
     *,
+    horizon_examples: Sequence[int] = (),
     betas: tuple[float, float] = (0.9, 0.999),
     adam_state: str = "carry",
     adam_eps: float = 1e-8,
@@ -319,14 +321,21 @@ def branch_group(
     (:func:`branch_key`), the same for every lr. After each horizon K the held-in loss is
     evaluated. A loss that is not finite or above ``diverge_factor`` × the loss before marks
     the branch diverged at that horizon and later (its row's ``loss_reduction`` is NaN).
+    ``horizon_examples``: horizons in training examples instead of steps: E is measured after
+    ⌈E / B⌉ steps (at least 1), the same compute for every batch size.
 
     Returns:
-      One dict per (horizon, lr, seed) with the keys :data:`ROW_KEYS`; ``loss_reduction`` =
-      loss before − loss after (larger is better).
+      One dict per (horizon, lr, seed) with the keys :data:`ROW_KEYS`, steps horizons first:
+      ``horizon`` = the steps taken, ``horizon_examples`` = E for an examples horizon (None for
+      a steps horizon); ``loss_reduction`` = loss before − loss after (larger is better).
     """
     hs = sorted({int(h) for h in horizons})
-    if not hs or hs[0] < 1:
-        raise ValueError(f"horizons must be positive step counts; got {list(horizons)}")
+    es = sorted({int(e) for e in horizon_examples})
+    if (not hs and not es) or (hs and hs[0] < 1) or (es and es[0] < 1):
+        raise ValueError(
+            f"horizons must be positive step / example counts; got {list(horizons)}, "
+            f"{list(horizon_examples)}"
+        )
     if adam_state not in ADAM_STATES:
         raise ValueError(f"adam_state must be one of {ADAM_STATES}; got {adam_state!r}")
     # a state before the first step has zero moments: carrying them is resetting them
@@ -366,10 +375,14 @@ def branch_group(
     if workload.batch_transform is not None:
         gens = [torch.Generator(device=device).manual_seed(branch_key(s, start)) for s in uniq]
     before = float(eng.eval(st.select(torch.zeros(1, dtype=torch.long, device=device)))[0])
-    rows: list[dict[str, Any]] = []
     dead = torch.zeros(M, dtype=torch.bool)
+    labels = [(h, None) for h in hs] + [(max(1, -(-e // B)), e) for e in es]
+    by_step: dict[int, list[tuple[int, int | None]]] = {}
+    for h, e in labels:
+        by_step.setdefault(h, []).append((h, e))
+    out: dict[tuple[int, int | None], list[dict[str, Any]]] = {}
     k = 0
-    for h in hs:
+    for h in sorted(by_step):
         while k < h:
             x, y = _sample(eng.data, keys, k, B, workload.batch_transform, gens)
             if len(uniq) != M:
@@ -380,25 +393,26 @@ def branch_group(
                 on_progress(1)
         after = eng.eval(st)
         dead |= ~torch.isfinite(after) | (after > diverge_factor * before)
-        for i, (lr, s) in enumerate(models):
-            a = float(after[i])
-            rows.append(
+        for label in by_step[h]:
+            out[label] = [
                 {
                     "checkpoint": start.name,
                     "checkpoint_step": int(start.step),
                     "checkpoint_loss": start.loss if math.isfinite(start.loss) else before,
                     "horizon": h,
+                    "horizon_examples": label[1],
                     "batch_size": B,
                     "lr": lr,
                     "seed": s,
                     "loss_before": before,
-                    "loss_after": a,
-                    "loss_reduction": before - a if not bool(dead[i]) else math.nan,
+                    "loss_after": float(after[i]),
+                    "loss_reduction": float(before - after[i]) if not bool(dead[i]) else math.nan,
                     "diverged": bool(dead[i]),
                     "adam_state": adam_state,
                 }
-            )
-    return rows
+                for i, (lr, s) in enumerate(models)
+            ]
+    return [r for label in labels for r in out[label]]
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -432,12 +446,20 @@ class GroupAnalysis:
     checkpoint: str
     checkpoint_step: int
     checkpoint_loss: float
-    horizon: int
+    horizon: int | None
     best: list[dict[str, Any]]
     peak: dict[str, Any]
     loo: list[dict[str, Any]]
     verdict: dict[str, Any]
     fall: dict[str, Any]
+    horizon_examples: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``"K = 10"`` for a steps horizon, ``"E = 4096 examples"`` for an examples one."""
+        if self.horizon_examples is not None:
+            return f"E = {self.horizon_examples} examples"
+        return f"K = {self.horizon}"
 
 
 def peak_batch_size(
@@ -463,6 +485,13 @@ def peak_batch_size(
         return math.nan, "none", int(ok.sum())
     p = refined_argmax(B[ok], lr[ok], log=True)
     return float(p.x), p.censored, int(ok.sum())
+
+
+def _examples(r: Mapping[str, Any]) -> int | None:
+    v = r.get("horizon_examples")
+    if v is None or v == "" or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return int(float(v))
 
 
 def _untarget(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -493,15 +522,26 @@ def analyse(
     from theory.stats import bootstrap_interval
     from validate import optimum
 
-    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, int, int], list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((str(r["checkpoint"]), int(r["horizon"])), []).append(r)
+        e = _examples(r)
+        # a steps horizon is one group per K; an examples horizon one per E (K varies with B)
+        key = (str(r["checkpoint"]), 0 if e is None else 1, int(r["horizon"]) if e is None else e)
+        groups.setdefault(key, []).append(r)
     out = []
-    for (name, h), g in sorted(groups.items(), key=lambda kv: (kv[1][0]["checkpoint_step"], kv[0])):
+    for (name, kind, hv), g in sorted(
+        groups.items(), key=lambda kv: (kv[1][0]["checkpoint_step"], kv[0])
+    ):
         ta = optimum.analyse_target(
             as_sweep_rows(g), 0.0, n_boot=n_boot, level=level, seed=seed, law_fit="free"
         )
-        head = {"checkpoint": name, "checkpoint_step": int(g[0]["checkpoint_step"]), "horizon": h}
+        h, e = (hv, None) if kind == 0 else (None, hv)
+        head = {
+            "checkpoint": name,
+            "checkpoint_step": int(g[0]["checkpoint_step"]),
+            "horizon": h,
+            "horizon_examples": e,
+        }
         best = [
             {
                 **head,
@@ -542,6 +582,7 @@ def analyse(
                 [{**head, **_untarget(r)} for r in ta.loo],
                 {**head, **_untarget(ta.verdict)},
                 {**head, **_untarget(ta.fall)},
+                e,
             )
         )
     return out

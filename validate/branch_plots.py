@@ -10,6 +10,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def _label(r: Mapping[str, Any]) -> tuple[int, float, str]:
+    """Sort key and legend of a row's horizon group: steps K first, then examples E."""
+    e = _f(r.get("horizon_examples"))
+    if math.isfinite(e):
+        return (1, e, f"E = {e:g} examples")
+    return (0, _f(r["horizon"]), f"K = {_f(r['horizon']):g}")
+
+
 def _f(v: Any) -> float:
     try:
         return float(v)
@@ -30,20 +38,20 @@ def plot_best_lr_by_horizon(
     import matplotlib.pyplot as plt
 
     cks = sorted({(int(r["checkpoint_step"]), str(r["checkpoint"])) for r in best})
-    hs = sorted({int(r["horizon"]) for r in best})
+    hs = sorted({_label(r) for r in best})
     fig, axes = plt.subplots(1, len(cks), figsize=(4.6 * len(cks), 4.0), squeeze=False, sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (step, name) in zip(axes[0], cks):
         for k, h in enumerate(hs):
             rs = sorted(
-                (r for r in best if str(r["checkpoint"]) == name and int(r["horizon"]) == h),
+                (r for r in best if str(r["checkpoint"]) == name and _label(r) == h),
                 key=lambda r: int(r["batch_size"]),
             )
             c = colors[k % len(colors)]
             inner = [r for r in rs if not r.get("censored") and math.isfinite(_f(r["lr"]))]
             xb = [int(r["batch_size"]) for r in inner]
             yb = [_f(r["lr"]) for r in inner]
-            ax.plot(xb, yb, "o-", color=c, label=f"K = {h}")
+            ax.plot(xb, yb, "o-" if h[0] == 0 else "s:", color=c, label=h[2])
             for r in inner:
                 lo, hi = _f(r["lo"]), _f(r["hi"])
                 if math.isfinite(lo) and math.isfinite(hi):
@@ -89,14 +97,14 @@ def plot_peak_by_checkpoint(peaks: Sequence[Mapping[str, Any]]) -> Any:
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, h in enumerate(sorted({int(r["horizon"]) for r in peaks})):
+    for k, h in enumerate(sorted({_label(r) for r in peaks})):
         rs = sorted(
-            (r for r in peaks if int(r["horizon"]) == h and math.isfinite(_f(r["b_peak"]))),
+            (r for r in peaks if _label(r) == h and math.isfinite(_f(r["b_peak"]))),
             key=lambda r: -_f(r["checkpoint_loss"]),
         )
         c = colors[k % len(colors)]
         x = [_f(r["checkpoint_loss"]) for r in rs]
-        ax.plot(x, [_f(r["b_peak"]) for r in rs], "-", color=c, label=f"K = {h}")
+        ax.plot(x, [_f(r["b_peak"]) for r in rs], "-", color=c, label=h[2])
         for r in rs:
             cen = str(r.get("censored") or "") not in ("", "none")
             ax.plot(

@@ -661,7 +661,10 @@ def analyse_target(
             best.append(row)
 
     # --- B_crit
-    bc, s_min, why = fit_b_crit(B[point.s_ok], point.S[point.s_ok])
+    if law_fit == "free":  # no steps-to-target to fit (e.g. branches of equal length)
+        bc, s_min, why = NAN, NAN, "no S–E fit with law_fit='free'"
+    else:
+        bc, s_min, why = fit_b_crit(B[point.s_ok], point.S[point.s_ok])
     n_fit = int(point.s_ok.sum())
 
     def bc_seeds(idx):
