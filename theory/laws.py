@@ -324,6 +324,31 @@ class LawFit:
         return law_lr(self.law, B, self.eps_max, self.b_noise)
 
 
+def _fit_inputs(
+    name: str, B: ArrayLike, lr: ArrayLike
+) -> tuple[Law, NDArray[np.float64], NDArray[np.float64], int, float, float]:
+    """The checked inputs of a fit: ``(law, B, log lr, distinct B, log B_noise box lo, hi)``."""
+    law = get(name)
+    if law.is_baseline:
+        raise ValueError(f"{name} has no free parameters to fit; use baseline_lr")
+    b, e = check_points(B, lr)
+    n_b = int(np.unique(b).size)
+    if n_b < 2:
+        raise ValueError(
+            f"need points at >= 2 distinct batch sizes to fit (B_noise, eps_max); "
+            f"got {np.unique(b).tolist()}"
+        )
+    lb = np.log(b)
+    return (
+        law,
+        b,
+        np.log(e),
+        n_b,
+        lb.min() - math.log(B_NOISE_BOX),
+        lb.max() + math.log(B_NOISE_BOX),
+    )
+
+
 def fit(name: str, B: ArrayLike, lr: ArrayLike, *, start: LawFit | None = None) -> LawFit:
     """Fit theory law ``name`` to best lrs: least squares in log lr over (log B_noise, log ε_max).
 
@@ -347,23 +372,13 @@ def fit(name: str, B: ArrayLike, lr: ArrayLike, *, start: LawFit | None = None) 
       >>> round(f.b_noise, 4), round(f.eps_max, 6), f.supported
       (30.0, 0.5, True)
     """
-    law = get(name)
-    if law.is_baseline:
-        raise ValueError(f"{name} has no free parameters to fit; use baseline_lr")
-    b, e = check_points(B, lr)
-    n_b = int(np.unique(b).size)
-    if n_b < 2:
-        raise ValueError(
-            f"need points at >= 2 distinct batch sizes to fit (B_noise, eps_max); "
-            f"got {np.unique(b).tolist()}"
-        )
-    lb, le = np.log(b), np.log(e)
-    lo, hi = lb.min() - math.log(B_NOISE_BOX), lb.max() + math.log(B_NOISE_BOX)
+    law, b, le, n_b, lo, hi = _fit_inputs(name, B, lr)
+    lb = np.log(b)
 
     def resid(p: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.log(law.lr(b, math.exp(p[1]), math.exp(p[0]))) - le
 
-    k = int(np.argmax(e))
+    k = int(np.argmax(le))
     if start is not None:
         starts = [(math.log(start.b_noise), math.log(start.eps_max))]
     else:
@@ -405,18 +420,7 @@ def fit_profile(name: str, B: ArrayLike, lr: ArrayLike, *, grid: int = 161) -> L
     """
     from scipy.optimize import minimize_scalar
 
-    law = get(name)
-    if law.is_baseline:
-        raise ValueError(f"{name} has no free parameters to fit; use baseline_lr")
-    b, e = check_points(B, lr)
-    n_b = int(np.unique(b).size)
-    if n_b < 2:
-        raise ValueError(
-            f"need points at >= 2 distinct batch sizes to fit (B_noise, eps_max); "
-            f"got {np.unique(b).tolist()}"
-        )
-    lb, le = np.log(b), np.log(e)
-    lo, hi = lb.min() - math.log(B_NOISE_BOX), lb.max() + math.log(B_NOISE_BOX)
+    law, b, le, n_b, lo, hi = _fit_inputs(name, B, lr)
 
     # every theory law is a function of B / B_noise alone: one vectorised call for the grid
     def shapes(t: NDArray[np.float64]) -> NDArray[np.float64]:
