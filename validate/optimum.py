@@ -514,8 +514,8 @@ def _fall_text(target: float, fall: Mapping[str, Any], why: str | None, no_iv: s
         else:
             iv, why_not = "[no interval]", no_iv
         text = (
-            f"{t}: no fall resolved: lr* at B = {b:g} is {f:.3g} {iv} below its value at "
-            f"B = {a:g} ({why_not})"
+            f"{t}: no fall resolved: lr*(B = {a:g}) / lr*(B = {b:g}) = {f:.3g} {iv} "
+            f"({why_not})"
         )
     if fall["censored"]:
         cen = ", ".join(f"{c.split(':')[0]} ({c.split(':')[1]})" for c in fall["censored"])
