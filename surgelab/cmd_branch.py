@@ -493,12 +493,14 @@ def summarise(
         parts = []
         for g in gs:
             p = g.peak
-            where = (
-                f"peak B ≈ {_fmt(p['b_peak'])} {_iv(p['lo'], p['hi'])}"
-                + (f" (censored {p['censored']})" if p["censored"] not in ("", "none") else "")
-                if math.isfinite(p["b_peak"])
-                else "no peak estimate"
-            )
+            if not math.isfinite(p["b_peak"]):
+                where = "no peak estimate"
+            elif p["censored"] == "plateau":
+                where = f"lr* on a plateau from B = {_fmt(p['b_peak'])} (no single peak)"
+            else:
+                where = f"peak B ≈ {_fmt(p['b_peak'])} {_iv(p['lo'], p['hi'])}"
+                if p["censored"] not in ("", "none"):
+                    where += f" (censored {p['censored']}: the peak may lie beyond)"
             fell = "falls past it" if g.fall.get("falls") else "no resolved fall"
             parts.append(f"{g.label}: {where}, {fell}")
         verdicts.append(f"{head}: " + "; ".join(parts))

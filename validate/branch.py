@@ -468,7 +468,9 @@ def peak_batch_size(
     """The batch size of the largest interior lr* (refined in log B), its censoring, and n.
 
     Censored optima (bounds) are left out. ``"low"`` / ``"high"``: the peak is the smallest /
-    largest batch size with an interior optimum (it may lie beyond). NaN with < 2 points.
+    largest batch size with an interior optimum (it may lie beyond); ``"plateau"``: the largest
+    lr* is shared by several batch sizes (the same grid lr), the first of them is returned. NaN
+    with < 2 points.
 
     Examples:
       >>> B = np.array([1.0, 4.0, 16.0, 64.0])
@@ -477,12 +479,17 @@ def peak_batch_size(
       (True, '', 4)
       >>> peak_batch_size(B, np.array([1.0, 2.0, 3.0, 9.0]), ["", "", "", "high"])[1]
       'high'
+      >>> peak_batch_size(B, np.array([1.0, 2.0, 3.0, 3.0]), ["", "", "", ""])[:2]
+      (16.0, 'plateau')
     """
     from theory.stats import refined_argmax
 
     ok = np.array([c == "" for c in censored], dtype=bool) & np.isfinite(lr)
     if ok.sum() < 2:
         return math.nan, "none", int(ok.sum())
+    top = np.isclose(lr[ok], lr[ok].max(), rtol=1e-9, atol=0.0)
+    if top.sum() > 1:  # the same grid lr at several batch sizes: a plateau, not a peak
+        return float(B[ok][top][0]), "plateau", int(ok.sum())
     p = refined_argmax(B[ok], lr[ok], log=True)
     return float(p.x), p.censored, int(ok.sum())
 

@@ -513,10 +513,7 @@ def _fall_text(target: float, fall: Mapping[str, Any], why: str | None, no_iv: s
             why_not = "interval includes 1" if hi >= 1 else "interval below 1"
         else:
             iv, why_not = "[no interval]", no_iv
-        text = (
-            f"{t}: no fall resolved: lr*(B = {a:g}) / lr*(B = {b:g}) = {f:.3g} {iv} "
-            f"({why_not})"
-        )
+        text = f"{t}: no fall resolved: lr*(B = {a:g}) / lr*(B = {b:g}) = {f:.3g} {iv} ({why_not})"
     if fall["censored"]:
         cen = ", ".join(f"{c.split(':')[0]} ({c.split(':')[1]})" for c in fall["censored"])
         text += f"; censored at B = {cen}"
