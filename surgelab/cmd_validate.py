@@ -1,4 +1,4 @@
-"""``surgelab validate run | bench | presets | estimate``: real networks, the paper's protocol.
+"""``surgelab validate run | bench | presets | estimate | branch``: real networks.
 
 ``validate run`` writes one run folder::
 
