@@ -163,9 +163,15 @@ def test_a_presentation_flag_reopens_a_finished_run_without_recomputing(
     assert "--compare-sweep" in capsys.readouterr().err
 
 
-def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(tmp_path, capsys):
+def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(
+    tmp_path, capsys, monkeypatch
+):
     """--import my_workload.py registers the user's model; their checkpoint (model + Adam state)
     is branched; a broken file is one line naming --import."""
+    from validate import workload
+
+    # the file registers "user-mlp": keep it out of the registry other tests list
+    monkeypatch.setattr(workload, "_REGISTRY", dict(workload._REGISTRY))
     mod = tmp_path / "my_workload.py"
     mod.write_text(
         "import torch\n"
