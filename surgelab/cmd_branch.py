@@ -193,11 +193,6 @@ def import_user_module(what: str, arg: str = "import_") -> None:
         raise ConfigError(arg, f"importing {what!r} failed: {type(exc).__name__}: {exc}") from None
 
 
-def _extra_lr(lrs: tuple[float, ...], at: float, edge: str) -> float:
-    r = lrs[-1] / lrs[-2] if edge == "high" else lrs[0] / lrs[1]
-    return float(f"{at * r:.12g}")
-
-
 def _unit_id(start: str, b: int, lrs: list[float]) -> str:
     return f"{start}_B{b}_" + ",".join(f"{v:.12g}" for v in lrs)
 
@@ -293,6 +288,7 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
     from surgelab import datasets
     from surgelab.progress import bar, say
     from validate import branch
+    from validate.presets import extra_lr
     from validate.workload import get_workload
 
     assert run is not None
@@ -362,7 +358,7 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
                     added = False
                     for edge in sorted(edges):
                         at = max(tried) if edge == "high" else min(tried)
-                        lr = _extra_lr(tuple(base), at, edge)
+                        lr = extra_lr(tuple(base), at, edge)
                         if lr in tried or len(tried) - len(base) >= cfg.max_extra_lrs:
                             continue
                         pbar.total += 1
