@@ -9,12 +9,17 @@ carried). From each state it branches every (batch size, lr, seed) for the horiz
 and horizon, the best lr per batch size with its interval and censoring, the peak batch size
 and the laws' leave-one-batch-size-out comparison with the practitioners' baselines
 (``validate.branch.analyse``). A batch size whose optimum is on an edge of the lrs tried gets
-up to ``--max-extra-lrs`` more lrs past that edge. Every finished (state, batch size, lr set)
-is stored at once; rerun with the same ``--out`` to resume.
+up to ``--max-extra-lrs`` more lrs past that edge. With ``--estimate`` (the default) each state
+also gets the one-step direct estimate of `validate estimate` at the same batch sizes (the
+measured sign- and SGD-step optima and Theorem 2's prediction), drawn beside K = 1. Units run
+in ``--workers`` processes (one per core by default; the numbers do not depend on it). Every
+finished unit (state, batch size, lr set) and estimate is stored at once; rerun with the same
+``--out`` to resume.
 
 Files: ``points.csv`` (one row per checkpoint, horizon, batch size, lr, seed: the loss before
 and after), ``best_lr.csv`` (``checkpoint_step, horizon, batch_size, lr, lo, hi, censored``
-…), ``peaks.csv``, ``falls.csv``, ``loo.csv``, ``summary.json`` (headline, verdicts, and a
+…), ``estimate.csv`` (the one-step estimate per state and batch size), ``peaks.csv``,
+``falls.csv``, ``loo.csv``, ``summary.json`` (headline, verdicts, and a
 ``best_lr`` list at the last checkpoint and ``--advise-horizon`` for ``surgelab advise
 --from``), ``starts/`` (the reference states), figures.
 """
@@ -123,10 +128,35 @@ class BranchConfig(Config):
         metavar="DIR",
         presentation=True,
     )
+    estimate: bool = opt(
+        True,
+        "also measure the one-step direct estimate at each state (`validate estimate`'s sign and "
+        "SGD optima and Theorem 2's prediction per batch size), drawn beside K = 1",
+    )
+    estimate_batches: int = opt(
+        36,
+        "mini-batches per batch size at most in the one-step estimate (rounds of 12 until "
+        "its interval is narrow)",
+        lo=12,
+        hi=1_000_000,
+    )
     n_boot: int = opt(200, "bootstrap resamples of seeds (0: no intervals)", lo=0, hi=100_000)
     seed: int = opt(0, "seed of the reference run (init and batches)", lo=0, hi=2**31 - 1)
     device: str = opt("cpu", "torch device: cpu, cuda, cuda:1, ...")
-    threads: int | None = opt(None, "torch threads (default: torch's)", lo=1, hi=4096)
+    workers: int | None = opt(
+        None,
+        "parallel processes, one unit (state, batch size, lrs) each; results do not depend on "
+        "it (default: one per CPU core on cpu, 1 on a GPU)",
+        lo=1,
+        hi=4096,
+        presentation=True,
+    )
+    threads: int | None = opt(
+        None,
+        "torch threads per process (default: 1 with several workers, else torch's)",
+        lo=1,
+        hi=4096,
+    )
 
     def check(self) -> None:
         if self.import_ is not None:
@@ -282,14 +312,116 @@ def _edges(rows: list[dict[str, Any]]) -> dict[int, set[str]]:
     return optimum.edges_to_extend(per_h)
 
 
+# ----------------------------------------------------------------------------- units
+
+#: Per-process cache of the loaded workload and data (a worker loads them once, not per unit).
+_LOADED: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every unit of a run shares; picklable (it travels to the worker processes)."""
+
+    workload: str
+    size: str
+    data_dir: str | None
+    import_: str | None
+    device: str
+    seeds: int
+    horizons: tuple[int, ...]
+    horizon_examples: tuple[int, ...]
+    betas: tuple[float, float]
+    adam_state: str
+    estimate: Any  # validate.estimate.EstimateSettings, or None
+
+    def loaded(self) -> tuple[Any, Any]:
+        """The workload and its data on ``device`` (loaded once per process)."""
+        from surgelab import datasets
+        from validate.workload import factory, get_workload
+
+        if self.import_ is not None:
+            import_user_module(self.import_)
+        # keyed on the factory too: a re-registered name is a new workload
+        key = (self.workload, factory(self.workload), self.size, self.data_dir, self.device)
+        if key not in _LOADED:
+            wl = get_workload(self.workload, size=self.size, data_dir=self.data_dir)
+            with datasets.decoded_arrays():
+                _LOADED[key] = (wl, wl.load_data(self.data_dir, self.device))
+        return _LOADED[key]
+
+
+def _branch_unit(job: _Job, start: Any, b: int, lrs: list[float]) -> list[dict[str, Any]]:
+    """Rows of one unit: every (lr, seed) at batch size ``b`` branched from ``start``."""
+    from validate import branch
+
+    workload, data = job.loaded()
+    return branch.branch_group(
+        workload,
+        data,
+        start,
+        b,
+        lrs,
+        list(range(job.seeds)),
+        job.horizons,
+        horizon_examples=job.horizon_examples,
+        betas=job.betas,
+        adam_state=job.adam_state,
+        device=job.device,
+    )
+
+
+def _estimate_unit(job: _Job, start: Any) -> list[dict[str, Any]]:
+    """The one-step direct estimate's per-batch-size rows at ``start``
+    (:func:`validate.estimate.estimate_at_checkpoint`)."""
+    from validate.estimate import estimate_at_checkpoint
+
+    workload, data = job.loaded()
+    model = workload.make_model()
+    model.load_state_dict({**start.params, **start.buffers})
+    res = estimate_at_checkpoint(model.to(job.device), workload, data, job.estimate, start.step)
+    return [
+        {"checkpoint": start.name, "checkpoint_loss": start.loss, **r} for r in res["per_batch"]
+    ]
+
+
+def _estimate_settings(cfg: BranchConfig) -> Any:
+    """`validate estimate`'s settings (its config's defaults) at the branches' batch sizes."""
+    import dataclasses
+
+    from surgelab.cmd_estimate import EstimateConfig
+    from validate.estimate import EstimateSettings
+
+    dflt = {f.name: f.default for f in dataclasses.fields(EstimateConfig)}
+    ours = {
+        "batch_sizes": tuple(cfg.batch_sizes),
+        "max_batches": cfg.estimate_batches,
+        "seed": cfg.seed,
+    }
+    return EstimateSettings(
+        **{f.name: dflt[f.name] for f in dataclasses.fields(EstimateSettings)} | ours
+    )
+
+
+def _read_units(path: Path, key: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                u = json.loads(line)
+                out[u[key]] = u["rows"]
+    return out
+
+
+def _append(path: Path, obj: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
 def run_branch(cfg: BranchConfig, run: Any) -> int:
     import torch
 
     from surgelab import datasets
-    from surgelab.progress import bar, say
-    from validate import branch
-    from validate.presets import extra_lr
-    from validate.workload import get_workload
+    from surgelab.progress import say
 
     assert run is not None
     if run.finished:
@@ -300,79 +432,42 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
             print(f"  - {v}")
         return 0
     t0 = time.perf_counter()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    workers = _n_workers(cfg)
+    threads = cfg.threads or (1 if workers > 1 else None)
+    if threads is not None:
+        torch.set_num_threads(threads)
     run.write_meta(device=device_name(cfg.device))
     if cfg.from_checkpoint is None:
         datasets.ensure_workload(cfg.workload, cfg.size, cfg.data_dir, cfg.download)
-    workload = get_workload(cfg.workload, size=cfg.size, data_dir=cfg.data_dir)
-    with datasets.decoded_arrays():
-        data = workload.load_data(cfg.data_dir, cfg.device)
+    job = _Job(
+        cfg.workload,
+        cfg.size,
+        cfg.data_dir,
+        cfg.import_,
+        cfg.device,
+        cfg.seeds,
+        tuple(cfg.horizons),
+        tuple(cfg.horizon_examples or ()),
+        (float(cfg.betas[0]), float(cfg.betas[1])),
+        cfg.adam_state,
+        _estimate_settings(cfg) if cfg.estimate else None,
+    )
+    workload, data = job.loaded()
     starts = _starts(cfg, run, workload, data, cfg.device)
-    store = run / "branches.jsonl"
-    done: dict[str, list[dict[str, Any]]] = {}
-    if store.is_file():
-        for line in store.read_text().splitlines():
-            if line.strip():
-                u = json.loads(line)
-                done[u["unit"]] = u["rows"]
-    base = [float(v) for v in cfg.lrs]
-    betas = (float(cfg.betas[0]), float(cfg.betas[1]))
     say(
         f"validate branch: {len(starts)} state(s) × {len(cfg.batch_sizes)} batch sizes × "
-        f"{len(base)} lrs × {cfg.seeds} seeds, horizons {list(cfg.horizons)} → {run.path}"
+        f"{len(cfg.lrs)} lrs × {cfg.seeds} seeds, horizons {list(cfg.horizons)}, "
+        f"{workers} process(es) → {run.path}"
     )
-
-    def do(start: Any, b: int, lrs: list[float], pbar: Any) -> list[dict[str, Any]]:
-        uid = _unit_id(start.name, b, lrs)
-        if uid not in done:
-            rows = branch.branch_group(
-                workload,
-                data,
-                start,
-                b,
-                lrs,
-                list(range(cfg.seeds)),
-                cfg.horizons,
-                horizon_examples=cfg.horizon_examples or (),
-                betas=betas,
-                adam_state=cfg.adam_state,
-                device=cfg.device,
-            )
-            with store.open("a") as f:
-                f.write(json.dumps({"unit": uid, "rows": rows}) + "\n")
-            done[uid] = rows
-        pbar.update(1)
-        return done[uid]
-
-    all_rows: list[dict[str, Any]] = []
-    with bar(len(starts) * len(cfg.batch_sizes), "branches", unit="unit") as pbar:
-        for s in starts:
-            for b in cfg.batch_sizes:
-                rows = do(s, b, base, pbar)
-                tried = set(base)
-                for _ in range(cfg.max_extra_lrs):
-                    edges = _edges(rows).get(b, set())
-                    if not edges:
-                        break
-                    added = False
-                    for edge in sorted(edges):
-                        at = max(tried) if edge == "high" else min(tried)
-                        lr = extra_lr(tuple(base), at, edge)
-                        if lr in tried or len(tried) - len(base) >= cfg.max_extra_lrs:
-                            continue
-                        pbar.total += 1
-                        rows = rows + do(s, b, [lr], pbar)
-                        tried.add(lr)
-                        added = True
-                    if not added:
-                        break
-                all_rows += rows
+    units, estimates = _run_units(cfg, job, run, starts, workers, threads or 1)
+    all_rows = [r for rows in units for r in rows]
     run.write_table("points.csv", all_rows)
+    if estimates is not None:
+        run.write_table("estimate.csv", estimates)
     sweep = _sweep_rows(cfg, starts)
     if sweep is not None:
         run.write_table("sweep_best_lr.csv", sweep)
-    summary = summarise(cfg, all_rows, starts, time.perf_counter() - t0, sweep)
+    summary = summarise(cfg, all_rows, starts, time.perf_counter() - t0, sweep, estimates)
     for name in ("best_lr", "peaks", "falls", "loo", "verdicts_by_group"):
         run.write_table(f"{name}.csv", summary.pop(f"_{name}"))
     _figures(run)
@@ -381,6 +476,130 @@ def run_branch(cfg: BranchConfig, run: Any) -> int:
     for v in summary["verdicts"]:
         print(f"  - {v}")
     return 0
+
+
+def _n_workers(cfg: BranchConfig) -> int:
+    from validate.sweep import cpu_count
+
+    if cfg.workers is not None:
+        return cfg.workers
+    return 1 if cfg.device != "cpu" else cpu_count()
+
+
+def _run_units(
+    cfg: BranchConfig, job: _Job, run: Any, starts: list[Any], workers: int, threads: int
+) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]] | None]:
+    """Branch every (state, batch size) and its grid extensions; measure the estimates.
+
+    Units run in ``workers`` processes (in this one when 1), the largest batch sizes first;
+    each finished unit is appended to ``branches.jsonl`` (estimates to ``estimate.jsonl``) at
+    once, and a stored one is not run again. A batch size's grid is extended (up to
+    ``--max-extra-lrs`` lrs past a censored edge, one per edge per round) once all its units
+    so far have finished, so the lrs tried do not depend on the order units finish in.
+    Returns the rows per unit in (state, batch size, lrs tried) order, and the estimate rows.
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import os
+
+    from surgelab.progress import bar
+    from validate.presets import extra_lr
+    from validate.sweep import _worker_init, stop_processes
+
+    store, est_store = run / "branches.jsonl", run / "estimate.jsonl"
+    done = _read_units(store, "unit")
+    est_done = _read_units(est_store, "start") if job.estimate is not None else {}
+    base = [float(v) for v in cfg.lrs]
+    keys = [(i, b) for i in range(len(starts)) for b in cfg.batch_sizes]
+    tried: dict[tuple[int, int], list[float]] = {k: [] for k in keys}
+    unit_ids: dict[tuple[int, int], list[str]] = {k: [] for k in keys}
+    pending = dict.fromkeys(keys, 0)
+    queue: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []
+    pbar = bar(len(keys) + (len(starts) if job.estimate is not None else 0), "units", unit="unit")
+
+    def add(key: tuple[int, int], lrs: list[float]) -> None:
+        s, b = starts[key[0]], key[1]
+        uid = _unit_id(s.name, b, lrs)
+        unit_ids[key].append(uid)
+        tried[key] += lrs
+        if uid in done:
+            pbar.update(1)
+        else:
+            pending[key] += 1
+            queue.append((_branch_unit, (job, s, b, lrs), ("unit", key, uid)))
+
+    def extend(key: tuple[int, int]) -> None:
+        """Add the next round of extra lrs of a batch size whose units have all finished."""
+        while pending[key] == 0 and len(tried[key]) - len(base) < cfg.max_extra_lrs:
+            rows = [r for uid in unit_ids[key] for r in done[uid]]
+            new = []
+            for edge in sorted(_edges(rows).get(key[1], set())):
+                have = tried[key] + new
+                lr = extra_lr(tuple(base), max(have) if edge == "high" else min(have), edge)
+                if lr not in have and len(have) - len(base) < cfg.max_extra_lrs:
+                    new.append(lr)
+            if not new:
+                return
+            pbar.total += len(new)
+            for lr in new:
+                add(key, [lr])
+
+    def finished(tag: tuple[Any, ...], rows: list[dict[str, Any]]) -> None:
+        pbar.update(1)
+        if tag[0] == "estimate":
+            _append(est_store, {"start": tag[1], "rows": rows})
+            est_done[tag[1]] = rows
+            return
+        _, key, uid = tag
+        _append(store, {"unit": uid, "rows": rows})
+        done[uid] = rows
+        pending[key] -= 1
+        extend(key)
+
+    if job.estimate is not None:
+        for s in starts:
+            if s.name in est_done:
+                pbar.update(1)
+            else:
+                queue.append((_estimate_unit, (job, s), ("estimate", s.name)))
+    for key in sorted(keys, key=lambda k: (-k[1], k[0])):  # the largest batch sizes first
+        add(key, base)
+        extend(key)
+    pool = None
+    if workers > 1 and queue:
+        pool = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(), threads),
+        )
+    running: dict[Any, tuple[Any, ...]] = {}
+    try:
+        with pbar:
+            while queue or running:
+                if pool is None:
+                    fn, args, tag = queue.pop(0)
+                    finished(tag, fn(*args))
+                    continue
+                while queue:
+                    fn, args, tag = queue.pop(0)
+                    running[pool.submit(fn, *args)] = tag
+                ready, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for f in ready:
+                    finished(running.pop(f), f.result())
+    except BaseException:
+        # Ctrl-C or a failing unit: drop what has not started, stop what runs, keep the store
+        if pool is not None:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_processes(procs)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)
+    per_unit = [done[uid] for key in keys for uid in unit_ids[key]]
+    if job.estimate is None:
+        return per_unit, None
+    return per_unit, [r for s in starts for r in est_done[s.name]]
 
 
 def _sweep_rows(cfg: BranchConfig, starts: list[Any]) -> list[dict[str, Any]] | None:
@@ -434,6 +653,38 @@ def _compare(groups: list[Any], sweep: list[dict[str, Any]], k: int) -> list[str
     return out
 
 
+def _compare_estimate(groups: list[Any], est: list[dict[str, Any]], k: int) -> list[str]:
+    """Per state: the branches' lr* after K = ``k`` steps over the one-step direct estimate's
+    measured sign-step optimum, at the batch sizes where both are resolved (interior)."""
+    import numpy as np
+
+    out = []
+    for name in dict.fromkeys(g.checkpoint for g in groups):
+        (g,) = [g for g in groups if g.checkpoint == name and g.horizon == k] or [None]
+        if g is None:
+            continue
+        meas = {
+            int(r["batch_size"]): float(r["lr_meas_sign"])
+            for r in est
+            if r["checkpoint"] == name and r.get("resolved_sign") and _finite(r.get("lr_meas_sign"))
+        }
+        br = {b["batch_size"]: b["lr"] for b in g.best if b["censored"] == ""}
+        common = sorted(set(meas) & set(br))
+        if not common:
+            out.append(
+                f"{name}: no batch size with an interior optimum after K = {k} step(s) and a "
+                "resolved one-step sign estimate"
+            )
+            continue
+        r = np.array([br[b] / meas[b] for b in common])
+        out.append(
+            f"{name} vs the one-step direct estimate (sign step, measured): lr*(branch, K = {k}) "
+            f"/ lr*(estimate) = {float(np.exp(np.log(r).mean())):.3g} (geometric mean over B = "
+            f"{', '.join(map(str, common))}; range {r.min():.3g}–{r.max():.3g})"
+        )
+    return out
+
+
 def _finite(v: Any) -> bool:
     try:
         return math.isfinite(float(v))
@@ -457,6 +708,7 @@ def summarise(
     starts: list[Any],
     wall_s: float,
     sweep: list[dict[str, Any]] | None = None,
+    estimates: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The run's summary (headline, verdicts) and its tables (keys ``_best_lr`` …)."""
     from validate import branch
@@ -521,6 +773,8 @@ def summarise(
         )
     if sweep and hs:
         verdicts += _compare(groups, sweep, hs[-1])
+    if estimates and hs:
+        verdicts += _compare_estimate(groups, estimates, hs[0])
     for g in groups:
         if g.fall.get("text"):
             verdicts.append(f"{g.checkpoint}, {g.label}: {g.fall['text']}")
@@ -591,8 +845,9 @@ def _figures(run: Any) -> None:
 
     best, peaks = run.read_table("best_lr.csv"), run.read_table("peaks.csv")
     sweep = run.read_table("sweep_best_lr.csv") if (run / "sweep_best_lr.csv").is_file() else None
+    est = run.read_table("estimate.csv") if (run / "estimate.csv").is_file() else None
     if best:
-        run.save_figure(P.plot_best_lr_by_horizon(best, sweep), "best_lr_vs_batch.png")
+        run.save_figure(P.plot_best_lr_by_horizon(best, sweep, est), "best_lr_vs_batch.png")
     if peaks:
         run.save_figure(P.plot_peak_by_checkpoint(peaks), "peak_vs_checkpoint.png")
 

@@ -80,8 +80,9 @@ def opt(
       choices: allowed values (``Literal`` types get them automatically).
       ascending: a tuple must be strictly ascending.
       nonempty: a tuple must have at least one element.
-      presentation: the field changes only how results are shown (figures, comparisons), not
-        the results: a run may be resumed with another value of it.
+      presentation: the field changes only how results are shown (figures, comparisons) or
+        how the work is spread (processes), not the results: a run may be resumed with another
+        value of it.
     """
     meta = {
         "why": why,

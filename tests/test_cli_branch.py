@@ -63,6 +63,10 @@ SMALL = [
     "20",
     "--max-extra-lrs",
     "1",
+    "--threads",
+    "1",
+    "--workers",
+    "1",
 ]
 
 
@@ -91,14 +95,35 @@ def test_a_small_run_writes_its_tables_and_verdicts(small_run):
         assert (small_run / f).is_file()
 
 
+def test_the_one_step_estimate_is_measured_at_each_state_and_compared_with_k1(small_run):
+    est = (small_run / "estimate.csv").read_text().splitlines()
+    header = est[0].split(",")
+    for col in ("checkpoint", "batch_size", "lr_meas_sign", "lr_meas_sign_lo", "lr_pred_sign"):
+        assert col in header
+    assert len(est) - 1 == 2 * 3  # 2 states × 3 batch sizes
+    s = json.loads((small_run / "summary.json").read_text())
+    assert any("vs the one-step direct estimate" in v and "K = 1" in v for v in s["verdicts"])
+
+
+def test_two_worker_processes_give_the_same_numbers_bit_for_bit(small_run, tmp_path):
+    """Units run in parallel processes in any order: the rows, the grid extensions and the
+    estimates are those of one process."""
+    argv = [a if a != "1" or SMALL[i - 1] != "--workers" else "2" for i, a in enumerate(SMALL)]
+    assert "2" in argv and _main([*argv, "--out", str(tmp_path / "w2")]) == 0
+    for name in ("points.csv", "estimate.csv", "best_lr.csv"):
+        assert (tmp_path / "w2" / name).read_bytes() == (small_run / name).read_bytes(), name
+
+
 def test_rerun_resumes_without_recomputing(small_run, capsys):
     assert _main([*SMALL, "--out", str(small_run)]) == 0
     assert "already finished" in capsys.readouterr().out
     # an interrupted run (no .done) reuses the stored branches and the saved states
     (small_run / ".done").unlink()
     before = (small_run / "branches.jsonl").read_text()
+    est = (small_run / "estimate.jsonl").read_text()
     assert _main([*SMALL, "--out", str(small_run)]) == 0
     assert (small_run / "branches.jsonl").read_text() == before
+    assert (small_run / "estimate.jsonl").read_text() == est
 
 
 def test_advise_from_a_branch_folder_states_the_horizon(small_run, capsys):

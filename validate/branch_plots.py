@@ -26,7 +26,9 @@ def _f(v: Any) -> float:
 
 
 def plot_best_lr_by_horizon(
-    best: Sequence[Mapping[str, Any]], sweep: Sequence[Mapping[str, Any]] | None = None
+    best: Sequence[Mapping[str, Any]],
+    sweep: Sequence[Mapping[str, Any]] | None = None,
+    estimate: Sequence[Mapping[str, Any]] | None = None,
 ) -> Any:
     """Best lr vs batch size, one panel per checkpoint, one curve per horizon K.
 
@@ -34,6 +36,9 @@ def plot_best_lr_by_horizon(
     edge of the lrs tried: a bound, not an optimum) is an open triangle pointing the way the
     optimum may lie. ``sweep``: a from-scratch sweep's best lrs per checkpoint (rows with
     ``checkpoint, batch_size, lr, censored``), drawn in black beside the branches.
+    ``estimate``: the one-step direct estimate per checkpoint (rows of ``validate estimate``'s
+    ``per_batch`` with ``checkpoint``): the measured sign-step optimum with its interval (grey
+    diamonds; open where unresolved) and Theorem 2's prediction (grey dotted), beside K = 1.
     """
     import matplotlib.pyplot as plt
 
@@ -76,6 +81,7 @@ def plot_best_lr_by_horizon(
                 if r.get("censored") in ("low", "high"):
                     m = "^" if r["censored"] == "high" else "v"
                     ax.plot(int(r["batch_size"]), _f(r["lr"]), m, mfc="none", color="k", ms=7)
+        _draw_estimate(ax, [r for r in estimate or () if str(r["checkpoint"]) == name])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("batch size B")
@@ -85,6 +91,39 @@ def plot_best_lr_by_horizon(
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _draw_estimate(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    rs = sorted(
+        (r for r in rows if math.isfinite(_f(r.get("lr_meas_sign")))),
+        key=lambda r: int(r["batch_size"]),
+    )
+    if not rs:
+        return
+    g = "0.45"
+    ax.plot(
+        [int(r["batch_size"]) for r in rs],
+        [_f(r["lr_meas_sign"]) for r in rs],
+        "-",
+        color=g,
+        lw=1,
+        label="one-step sign estimate (measured)",
+    )
+    for r in rs:
+        b, ok = int(r["batch_size"]), str(r.get("resolved_sign")) in ("True", "true", "1")
+        ax.plot(b, _f(r["lr_meas_sign"]), "D", color=g, ms=5, mfc=g if ok else "none")
+        lo, hi = _f(r.get("lr_meas_sign_lo")), _f(r.get("lr_meas_sign_hi"))
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.plot([b, b], [lo, hi], "-", color=g, alpha=0.6)
+    pred = [r for r in rs if _f(r.get("lr_pred_sign")) > 0]
+    if pred:
+        ax.plot(
+            [int(r["batch_size"]) for r in pred],
+            [_f(r["lr_pred_sign"]) for r in pred],
+            ":",
+            color=g,
+            label="Theorem 2 (one sign step)",
+        )
 
 
 def plot_peak_by_checkpoint(peaks: Sequence[Mapping[str, Any]]) -> Any:
