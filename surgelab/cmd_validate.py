@@ -27,6 +27,7 @@ and prints how to resume; the exit status is 130.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -68,6 +69,21 @@ class SweepConfig(Config):
     data_dir: str | None = opt(None, DATA_DIR_WHY)
     download: bool = opt(_env_download(), DOWNLOAD_WHY)
     seeds: int | None = opt(None, "override the preset's seeds with 0 … N-1", lo=1, hi=100_000)
+    max_seeds: int | None = opt(
+        None,
+        "adaptive seeds: after the grid, add seed chunks at the batch sizes whose lr* interval "
+        "is wider than --seed-log-width, up to this many seeds there (default: the preset's; "
+        "none for the built-in presets)",
+        lo=1,
+        hi=100_000,
+    )
+    seed_log_width: float | None = opt(
+        None,
+        "with --max-seeds: ln(hi/lo) of the lr* interval below which no seeds are added "
+        "(default: the preset's, 1.0)",
+        lo=0,
+        lo_open=True,
+    )
     n_boot: int = opt(
         200, "bootstrap resamples of seeds for the B_noise interval (0: none)", lo=0, hi=100_000
     )
@@ -83,9 +99,18 @@ class SweepConfig(Config):
         "back to eager when it cannot (rows say what ran); stored apart from eager results",
     )
 
+    engine: Literal["group", "single"] | None = opt(
+        None,
+        "group: all lrs × seeds of a unit as one vmapped program; single: one model at a time "
+        "(default: the faster on this device, timed first on a slice of the preset; a resumed "
+        "run keeps its stored engine)",
+    )
+
     def check(self) -> None:
         if self.address is not None and self.backend != "ray":
             raise ConfigError("address", "needs --backend ray")
+        if self.capture != "none" and self.engine == "single":
+            raise ConfigError("engine", f"--capture {self.capture} needs the group engine")
         check_workload(self.workload)
         preset = self.resolved_preset()
         if self.device != "cpu":
@@ -102,7 +127,19 @@ class SweepConfig(Config):
             preset = get_preset(self.preset, self.workload)
         except ValueError as exc:
             raise ConfigError("preset", str(exc)) from None
-        return preset.with_seeds(self.seeds) if self.seeds is not None else preset
+        preset = preset.with_seeds(self.seeds) if self.seeds is not None else preset
+        if self.seed_log_width is not None and (self.max_seeds or preset.max_seeds) is None:
+            raise ConfigError("seed_log_width", "needs --max-seeds (or a preset with max_seeds)")
+        change: dict[str, Any] = {}
+        if self.max_seeds is not None:
+            if self.max_seeds < len(preset.seeds):
+                raise ConfigError(
+                    "max_seeds", f"must be >= the grid's {len(preset.seeds)} seeds (--seeds)"
+                )
+            change["max_seeds"] = self.max_seeds
+        if self.seed_log_width is not None:
+            change["seed_log_width"] = self.seed_log_width
+        return dataclasses.replace(preset, **change) if change else preset
 
 
 def _fmt(v: Any) -> str:
@@ -206,6 +243,7 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
     device = device_name(cfg.device)
     run.write_meta(device=device, preset_description=preset.description)
     trained: list[str] = []  # units trained by THIS invocation (the rest were resumed)
+    chosen: dict[str, Any] = {}  # how the engine was chosen (sweep.run_sweep's on_engine)
     store_path = run / "sweep.sqlite"
     with (
         SweepStore(store_path) as store,
@@ -225,6 +263,20 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
             trained.append(unit.unit_id)
             b.update(1)
 
+        def on_engine(choice: dict[str, Any]) -> None:
+            chosen.update(choice)
+            if choice["how"] == "measured":
+                rates = ", ".join(
+                    f"{k.removesuffix('_model_steps_per_s')} {v:.3g}"
+                    for k, v in choice.items()
+                    if k.endswith("_model_steps_per_s")
+                )
+                say(
+                    f"engine: {choice['engine']} (measured at B = {choice['batch_size']}, "
+                    f"{choice['n_models']} models × {choice['steps']} steps: model-steps/s "
+                    f"{rates})"
+                )
+
         try:
             rows = sweep.run_sweep(
                 preset,
@@ -237,8 +289,10 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
                 decoded_cache=datasets.disk_cache(),
                 checkpoint_every=cfg.checkpoint_every,
                 trainer=None if cfg.capture == "none" else engine.TRAINERS[cfg.capture],
+                engine=cfg.engine,
                 on_plan=on_plan,
                 on_unit=on_unit,
+                on_engine=on_engine,
             )
         except sweep.StaleResultsError as exc:
             raise UsageError(f"--out {exc}") from None
@@ -261,6 +315,11 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
         n_units=len(units),
         n_units_base=len(sweep.plan_units(preset)),
         n_units_trained=len(trained),
+        engine=chosen or {"engine": f"group (capture {cfg.capture})", "how": "given"},
+        seeds_by_batch_size={
+            str(b): len({r["seed"] for r in rows if r["batch_size"] == b})
+            for b in sorted({int(r["batch_size"]) for r in rows})
+        },
     )
     summary["headline"], summary["verdicts"] = headline(summary)
     run.finish(summary)

@@ -15,6 +15,7 @@ import pytest
 from surgelab.store import SweepStore
 from tests.tolerances import fp_tol
 from validate import sweep
+from validate.optimum import log_widths
 from validate.presets import Preset, get_preset
 from validate.sweep import MemoryStore, StaleResultsError
 
@@ -335,3 +336,112 @@ def test_max_examples_caps_the_steps_of_large_batch_sizes():
     assert seen == {4: 500, 16: 250, 64: 63, 256: 16}
     with pytest.raises(ValueError, match="max_examples"):
         dataclasses.replace(FAKE, max_examples=0)
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def _slowed(fn, delay):
+    import time
+
+    def slow(*a, **kw):
+        time.sleep(delay)
+        return fn(*a, **kw)
+
+    return slow
+
+
+def test_the_engine_measured_faster_is_chosen():
+    """measure_engines times every engine on a slice of the preset and names the faster: a
+    trainer slowed by a sleep loses, whichever it is."""
+    from validate.engine import train_group, train_single
+
+    wl, data = sweep.load_workload(TINY)
+    for slow in ("group", "single"):
+        fns = {"group": train_group, "single": train_single}
+        fns[slow] = _slowed(fns[slow], 0.25)
+        r = sweep.measure_engines(TINY, wl, data, trainers=fns, steps=2, repeats=1)
+        assert r["engine"] == ({"group", "single"} - {slow}).pop(), r
+        assert r["ratio"] > 1 and r["batch_size"] in TINY.batch_sizes
+        assert r["n_models"] == len(TINY.lrs) * len(TINY.seeds[: TINY.seeds_per_unit])
+
+
+def test_an_unset_engine_is_measured_once_and_kept_by_the_store(tmp_path):
+    """engine=None: a new store gets the measured engine; a resumed one keeps its stored engine
+    without measuring; asking for the other engine on it is refused (results differ in the
+    last bits, so the engine is part of the key)."""
+    p = dataclasses.replace(TINY, batch_sizes=(16,))
+    seen: list[dict] = []
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        rows = sweep.run_sweep(p, store=st, workers=1, engine=None, on_engine=seen.append)
+    assert seen[0]["how"] == "measured" and seen[0]["engine"] in sweep.ENGINES
+    assert {r["engine"] for r in rows} == {"single" if seen[0]["engine"] == "single" else "batched"}
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        again = sweep.run_sweep(p, store=st, workers=1, engine=None, on_engine=seen.append)
+    assert seen[1] == {"engine": seen[0]["engine"], "how": "stored"} and again == rows
+    other = ({"group", "single"} - {seen[0]["engine"]}).pop()
+    with SweepStore(tmp_path / "s.sqlite") as st, pytest.raises(StaleResultsError, match="trainer"):
+        sweep.run_sweep(p, store=st, workers=1, engine=other)
+
+
+def test_the_single_engine_sweeps_with_checkpoints_and_matches_the_group_engine(tmp_path):
+    """A store with checkpoints does not hand them to train_single (it takes none); its table
+    has the group engine's steps and losses to float rounding."""
+    p = dataclasses.replace(TINY, batch_sizes=(4, 16))
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        single = sweep.run_sweep(p, store=st, workers=1, engine="single", checkpoint_every=1e-9)
+    group = sweep.run_sweep(p, workers=1, engine="group")
+    assert [_key(r) for r in single] == [_key(r) for r in group]
+    assert [r["steps"] for r in single] == [r["steps"] for r in group]
+    for a, b in zip(single, group):
+        if a["reached"]:
+            assert a["loss_at_target"] == pytest.approx(b["loss_at_target"], rel=1e-4, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- adaptive seeds
+
+
+class NoisyTrainer(FakeTrainer):
+    """Loss reduction peaked at lr = e^-7 with seed noise whose scale falls with B."""
+
+    def __call__(self, workload, data, batch_size, lrs, seeds, *, targets=None, **kw):
+        import numpy as np
+
+        rows = super().__call__(workload, data, batch_size, lrs, seeds, targets=targets, **kw)
+        for r in rows:
+            rng = np.random.default_rng([r["batch_size"], r["seed"], int(r["lr"] * 1e9)])
+            r["loss_reduction"] += rng.normal(0.0, 0.006 * 4 / r["batch_size"])
+        return rows
+
+
+NOISY = dataclasses.replace(
+    FAKE, lrs=(3e-4, 1e-3, 3e-3), max_seeds=10, seed_log_width=0.3, targets=(2.0,)
+)
+
+
+def test_adaptive_seeds_go_where_the_optimum_is_unsure_and_keep_curves_complete(tmp_path):
+    """Seeds are added, a chunk per round at every lr tried, only at the noisy batch sizes and
+    up to max_seeds; an interrupted adaptive sweep resumes to the same table."""
+    with SweepStore(tmp_path / "full.sqlite") as st:
+        full = sweep.run_sweep(NOISY, store=st, workers=1, trainer=NoisyTrainer())
+    seeds = {b: {r["seed"] for r in full if r["batch_size"] == b} for b in NOISY.batch_sizes}
+    assert len(seeds[4]) > len(NOISY.seeds) and len(seeds[4]) <= NOISY.max_seeds
+    assert seeds[256] == set(NOISY.seeds)
+    for b, ss in seeds.items():  # every seed has every lr tried at its batch size
+        cells = {(r["lr"], r["seed"]) for r in full if r["batch_size"] == b}
+        assert cells == {(lr, s) for lr in {c[0] for c in cells} for s in ss}
+    w = log_widths(full)
+    assert all(w[b] <= NOISY.seed_log_width or len(seeds[b]) == NOISY.max_seeds for b in w)
+    first = NoisyTrainer(interrupt_after=9)
+    with SweepStore(tmp_path / "s.sqlite") as st, pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(NOISY, store=st, workers=1, trainer=first)
+    with SweepStore(tmp_path / "s.sqlite") as st:
+        resumed = sweep.run_sweep(NOISY, store=st, workers=1, trainer=NoisyTrainer())
+    assert _strip(resumed) == _strip(full)
+
+
+def test_the_adaptive_seed_fields_enter_the_key_only_when_used():
+    assert "max_seeds" not in FAKE.config() and "seed_log_width" not in FAKE.config()
+    assert NOISY.config()["max_seeds"] == 10
+    with pytest.raises(ValueError, match="max_seeds"):
+        dataclasses.replace(FAKE, max_seeds=2)

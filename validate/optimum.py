@@ -616,19 +616,29 @@ def analyse_target(
             lr = float(point.lr[rule][i])
             lo = hi = NAN
             p_edge = NAN
-            if boot and math.isfinite(lr):
+            # a batch size is resampled over its own seeds: with adaptive seeds (validate.sweep)
+            # batch sizes hold different numbers of them
+            own = np.flatnonzero(cube.present[i].any(0))
+            if boot and math.isfinite(lr) and own.size >= MIN_BOOT_SEEDS:
 
-                def log_lr(idx, rule=rule, i=i):
-                    v = at(idx).lr[rule][i]
+                def log_lr(idx, rule=rule, i=i, own=own):
+                    v = at(own[idx]).lr[rule][i]
                     return math.log(v) if math.isfinite(v) else NAN
 
-                lo, hi, _ = interval(log_lr, n)
+                lo, hi, _ = bootstrap_interval(
+                    log_lr,
+                    own.size,
+                    n_boot=n_boot,
+                    level=expanded_level(level, own.size),
+                    seed=seed,
+                )
                 lo, hi = (
                     math.exp(lo) if math.isfinite(lo) else NAN,
                     (math.exp(hi) if math.isfinite(hi) else NAN),
                 )
                 edges = [
-                    at(ix).censored[rule][i] in ("low", "high") for ix in _draws(n, n_boot, seed)
+                    at(own[ix]).censored[rule][i] in ("low", "high")
+                    for ix in _draws(own.size, n_boot, seed)
                 ]
                 p_edge = float(np.mean(edges))
             tried = cube.tried[i]
@@ -873,4 +883,69 @@ def edges_to_extend(
                 p = local_peak(cube.lrs[tried], y[i, tried])
                 if p is not None and p.censored:
                     out.setdefault(int(b), set()).add(p.censored)
+    return out
+
+
+def log_widths(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    rules: Sequence[str] = ("further",),
+    n_boot: int = 200,
+    level: float = LEVEL,
+    seed: int = 0,
+    min_ok_frac: float = 0.5,
+) -> dict[int, float]:
+    """Per batch size, how unsure its optimum is: the widest ln(hi / lo) of the seed-bootstrap
+    interval of lr* over the targets and ``rules`` where that optimum is interior (the rule
+    :func:`validate.sweep.run_sweep` adds seeds by).
+
+    Each batch size is resampled over its own seeds (those with a run there), at the expanded
+    level (:func:`expanded_level`) of that many seeds; ``inf`` where it has fewer than 2 seeds or
+    no finite interval. A batch size whose optima are all censored or absent is left out (the
+    grid extension's business, not more seeds').
+
+    Examples:
+      >>> rows = [dict(batch_size=4, lr=lr, seed=s, target=1.0, reached=True, steps=10,
+      ...              loss_reduction=-(math.log(lr) + 6.2) ** 2 + 0.01 * s * (lr > 2e-3))
+      ...         for lr in (1e-3, 2e-3, 4e-3) for s in range(4)]
+      >>> w = log_widths(rows)
+      >>> list(w), bool(0 <= w[4] < 1)
+      ([4], True)
+    """
+    out: dict[int, float] = {}
+    for t in targets_of(rows):
+        cube = Cube(rows, t)
+        for rule in rules:
+            y_all = curves(cube, rule, None, min_ok_frac=min_ok_frac)
+            for i, b in enumerate(cube.B):
+                tried = cube.tried[i]
+                p = local_peak(cube.lrs[tried], y_all[i, tried])
+                if p is None or p.censored:
+                    continue
+                own = np.flatnonzero(cube.present[i].any(0))
+                w = math.inf
+                if own.size >= 2 and n_boot:
+
+                    def stat(
+                        idx: NDArray[np.int64],
+                        c: Cube = cube,
+                        rule: str = rule,
+                        i: int = i,
+                        own: NDArray[np.int64] = own,
+                        tried: NDArray[np.bool_] = tried,
+                    ) -> float:
+                        y = curves(c, rule, own[idx], min_ok_frac=min_ok_frac)[i, tried]
+                        q = local_peak(c.lrs[tried], y)
+                        return math.log(q.x) if q is not None else NAN
+
+                    lo, hi, _ = bootstrap_interval(
+                        stat,
+                        own.size,
+                        n_boot=n_boot,
+                        level=expanded_level(level, own.size),
+                        seed=seed,
+                    )
+                    if math.isfinite(lo) and math.isfinite(hi):
+                        w = hi - lo
+                out[int(b)] = max(out.get(int(b), 0.0), w)
     return out

@@ -70,6 +70,13 @@ class Preset:
         (a geometric subset of that grid that resolves S within ``eval_rel`` · S; see
         :func:`validate.engine.eval_gap` for the guarantee).
       eval_rel: the relative resolution of S under ``"relative"``, in (0, 1).
+      max_seeds: adaptive seeds: after the grid (and its extension) is done, a batch size whose
+        optimum is unsure (:func:`validate.optimum.log_widths` > ``seed_log_width`` at some
+        target) gets another chunk of new seeds at every lr tried there, round after round,
+        up to this many seeds (None: no seeds are added; :func:`validate.sweep.run_sweep`
+        states the rule).
+      seed_log_width: the ln(hi / lo) of the lr* interval below which a batch size needs no
+        more seeds.
       description: where the grid comes from.
     """
 
@@ -90,6 +97,8 @@ class Preset:
     extend_rules: tuple[str, ...] = ("further",)
     eval_schedule: str = "fixed"
     eval_rel: float = 0.05
+    max_seeds: int | None = None
+    seed_log_width: float = 1.0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -130,6 +139,15 @@ class Preset:
             )
         if isinstance(self.eval_rel, bool) or not 0.0 < self.eval_rel < 1.0:
             raise ValueError(f"eval_rel must lie in (0, 1); got {self.eval_rel}")
+        if self.max_seeds is not None and (
+            isinstance(self.max_seeds, bool) or self.max_seeds < len(self.seeds)
+        ):
+            raise ValueError(
+                f"max_seeds must be None or >= the {len(self.seeds)} seeds of the grid; "
+                f"got {self.max_seeds}"
+            )
+        if isinstance(self.seed_log_width, bool) or not self.seed_log_width > 0:
+            raise ValueError(f"seed_log_width must be > 0; got {self.seed_log_width}")
         if self.size not in ("smoke", "paper"):
             raise ValueError(f"size must be 'smoke' or 'paper'; got {self.size!r}")
 
@@ -149,7 +167,8 @@ class Preset:
 
         The grid-extension fields appear only when the grid extends (``max_extra_lrs`` > 0),
         so the key of a fixed grid is the same as before they existed; likewise the evaluation
-        schedule's fields appear only for ``eval_schedule="relative"``.
+        schedule's fields appear only for ``eval_schedule="relative"``, ``max_examples`` only
+        when set, and the adaptive-seed fields only with ``max_seeds``.
         """
         d = dataclasses.asdict(self)
         d.pop("description")
@@ -161,6 +180,9 @@ class Preset:
             d.pop("eval_rel")
         if self.max_examples is None:
             d.pop("max_examples")
+        if self.max_seeds is None:
+            d.pop("max_seeds")
+            d.pop("seed_log_width")
         return json.loads(json.dumps(d))  # tuples -> lists, a canonical JSON form
 
     def steps_for(self, batch_size: int, default_max_steps: int) -> int:

@@ -2,8 +2,10 @@
 
 The grid (batch sizes × lrs × seeds) is cut into **units**: one batch size × all learning rates
 × a chunk of ``preset.seeds_per_unit`` seeds. A unit is one call of the trainer
-(:func:`validate.engine.train_group`, which trains all its models as one batched program), and
-the unit of resumption: each finished unit is handed to the store as soon as it finishes, and
+(:func:`validate.engine.train_group`, which trains all its models as one batched program, or
+:func:`validate.engine.train_single`, one model at a time: ``engine``; with ``engine=None`` the
+faster of the two on this device, timed on a slice of the preset first, :func:`measure_engines`),
+and the unit of resumption: each finished unit is handed to the store as soon as it finishes, and
 a restarted sweep skips the stored ones. Long units also hand their state to the store's
 checkpoints every ``checkpoint_every`` seconds, so a killed sweep loses minutes of a unit, not
 the whole unit.
@@ -48,6 +50,23 @@ quadratic uses only the lrs next to the final argmax. The intervals are conditio
 final grid (the bootstrap does not replay the extension decisions); a batch size that is
 still censored at the cap stays flagged and out of the fits.
 
+**Adaptive seeds** (``preset.max_seeds`` set): after the grid and its extension are stored, a
+batch size whose optimum is unsure gets more seeds: where the seed-bootstrap interval of ln lr*
+is wider than ``preset.seed_log_width`` at some target (:func:`validate.optimum.log_widths`,
+over ``preset.extend_rules``, interior optima only), one unit of the next
+``seeds_per_unit`` new seeds at EVERY lr tried there (so each seed's curve over lr stays
+complete and paired), round after round, until the interval is narrow or the batch size has
+``max_seeds`` seeds (:func:`next_seeds`). The extension rule sees only the grid's own seeds, so
+added seeds never reopen it. *Bias:* the rule looks at the width of the interval only, never
+at where the optimum lies, and the added seeds are fresh, independent streams, so the point
+estimate at a batch size is the estimate on all its seeds, however many; what the rule does
+change is coverage, slightly: stopping when an interval first looks narrow picks draws whose
+spread happens to be small (optional stopping on the spread), which the expanded bootstrap
+level only partly offsets. Batch sizes may end with different numbers of seeds: a batch
+size's best-lr interval resamples its own seeds (:func:`validate.optimum.analyse_target`);
+statistics across batch sizes (B_crit, the law comparison, the fall) resample all seeds
+jointly, a seed absent at a batch size contributing nothing there.
+
 Ctrl-C (``KeyboardInterrupt``) stops the sweep within seconds: workers are terminated, the
 stored units are kept, and the exception propagates to the caller.
 """
@@ -58,6 +77,7 @@ import concurrent.futures as cf
 import ctypes
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -152,6 +172,53 @@ def next_extension(preset: Preset, rows: Sequence[Mapping[str, Any]]) -> list[Un
             at = max(tried[b]) if edge == "high" else min(tried[b])
             out += extension_units(b, preset.extra_lr(at, edge), preset)
             n_extra += 1
+    return out
+
+
+def seed_unit(batch_size: int, lrs: Iterable[float], seeds: Sequence[int]) -> Unit:
+    """The unit of one round of added seeds at one batch size: every lr tried there.
+
+    Examples:
+      >>> seed_unit(16, (0.01, 0.003), (5, 6)).unit_id
+      'B16_s5-6_more'
+    """
+    return Unit(
+        f"B{batch_size}_{_chunk_id(seeds)}_more",
+        int(batch_size),
+        tuple(sorted(float(v) for v in lrs)),
+        tuple(int(s) for s in seeds),
+    )
+
+
+def next_seeds(preset: Preset, rows: Sequence[Mapping[str, Any]], n_boot: int = 200) -> list[Unit]:
+    """The next round of adaptive seeds (module docstring): per batch size with fewer than
+    ``preset.max_seeds`` seeds whose optimum is unsure (:func:`validate.optimum.log_widths`
+    over ``preset.extend_rules`` > ``preset.seed_log_width``), one unit of the next
+    ``seeds_per_unit`` new seeds (numbered after the largest there) at every lr tried there.
+
+    Pure: a function of the preset and the stored points alone (so a resume replays it).
+    """
+    from validate.optimum import log_widths
+
+    if not preset.max_seeds:
+        return []
+    k = preset.seeds_per_unit or len(preset.seeds)
+    widths = log_widths(rows, rules=preset.extend_rules, n_boot=n_boot)
+    seeds: dict[int, set[int]] = {}
+    lrs: dict[int, set[float]] = {}
+    for r in rows:
+        seeds.setdefault(int(r["batch_size"]), set()).add(int(r["seed"]))
+        lrs.setdefault(int(r["batch_size"]), set()).add(float(r["lr"]))
+    out = []
+    for b in preset.batch_sizes:
+        have = seeds.get(int(b), set())
+        if not have or len(have) >= preset.max_seeds:
+            continue
+        if not widths.get(int(b), 0.0) > preset.seed_log_width:
+            continue
+        first = max(have) + 1
+        n = min(k, preset.max_seeds - len(have))
+        out.append(seed_unit(int(b), lrs[int(b)], tuple(range(first, first + n))))
     return out
 
 
@@ -361,7 +428,7 @@ def run_unit(
     wl, data = load_workload(preset, data_dir=data_dir, device=device, decoded_cache=decoded_cache)
     fn = trainer or _default_trainer()
     extra: dict[str, Any] = {}
-    if checkpoints is not None and checkpoint_every is not None:
+    if checkpoints is not None and checkpoint_every is not None and _resumable(fn):
         state = checkpoints.load(unit.unit_id)
         extra = {
             "checkpoint_every": checkpoint_every,
@@ -387,6 +454,113 @@ def run_unit(
         **extra,
     )
     return unit, rows, time.perf_counter() - t0
+
+
+def _resumable(fn: Trainer) -> bool:
+    """Whether a trainer takes checkpoints (``resume``); one that does not reruns a killed
+    unit from its start."""
+    import inspect
+
+    try:
+        ps = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return True
+    return "resume" in ps or any(p.kind is p.VAR_KEYWORD for p in ps.values())
+
+
+# ----------------------------------------------------------------------------- the engine
+
+#: The engines a sweep may train with: the batched (vmapped) group, or one model at a time.
+ENGINES = ("group", "single")
+
+
+def engine_trainer(name: str) -> Trainer:
+    """The trainer of an engine name (:data:`ENGINES`)."""
+    from validate import engine
+
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}; got {name!r}")
+    return engine.train_group if name == "group" else engine.train_single
+
+
+def _stored_engine(store: Any) -> str | None:
+    """The engine a store's results were trained with (None: a new store, or another trainer)."""
+    key = getattr(store, "key", None)
+    key = key() if callable(key) else key  # a method or a property
+    name = ((key or {}).get("engine") or {}).get("trainer")
+    return {"validate.engine.train_group": "group", "validate.engine.train_single": "single"}.get(
+        name or ""
+    )
+
+
+def measure_engines(
+    preset: Preset,
+    workload: Any,
+    data: Any,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    steps: int | None = None,
+    repeats: int = 2,
+    trainers: Mapping[str, Trainer] | None = None,
+) -> dict[str, Any]:
+    """Time every engine on one unit of the preset's own work on this device; pick the faster.
+
+    The slice: the preset's middle batch size, all its lrs × one unit's seeds, ``steps``
+    optimiser steps (default two evaluation intervals) with no target crossed (so no forks),
+    after a one-interval warm-up of each engine (first-call costs); each engine is run
+    ``repeats`` times, alternately, and its fastest wall time kept (the least disturbed on a
+    shared machine). ``threads``: torch threads during the measurement (the workers' setting;
+    restored after). ``trainers``: name → trainer to compare (default :data:`ENGINES`).
+
+    Returns:
+      ``{"engine": the faster name, "batch_size", "n_models", "steps", "threads",
+      "<name>_model_steps_per_s" per engine, "ratio": fastest / slowest rate (≥ 1)}``.
+    """
+    import torch
+
+    cands = dict(trainers) if trainers is not None else {n: engine_trainer(n) for n in ENGINES}
+    if not cands or repeats < 1:
+        raise ValueError(f"need >= 1 trainer and repeats >= 1; got {list(cands)}, {repeats=}")
+    bs = sorted(preset.batch_sizes)
+    b = int(bs[(len(bs) - 1) // 2])
+    seeds = list(preset.seeds[: preset.seeds_per_unit])
+    lrs = list(preset.lrs)
+    every = int(preset.eval_every or workload.eval_every)
+    n = int(steps or 2 * every)
+    kw = dict(
+        betas=tuple(preset.betas),
+        targets=(1e-12,),  # never crossed: the slice is pure training and evaluation
+        eval_every=every,
+        device=device,
+    )
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    best: dict[str, float] = {}
+    try:
+        for fn in cands.values():
+            fn(workload, data, b, lrs[:1], seeds[:1], max_steps=every, **kw)
+        for _ in range(repeats):
+            for name, fn in cands.items():
+                t0 = time.perf_counter()
+                fn(workload, data, b, lrs, seeds, max_steps=n, **kw)
+                best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    m = len(lrs) * len(seeds)
+    rates = {k: m * n / max(v, 1e-12) for k, v in best.items()}
+    fast = max(rates, key=rates.__getitem__)
+    return {
+        "engine": fast,
+        "batch_size": b,
+        "n_models": m,
+        "steps": n,
+        "threads": used,
+        **{f"{k}_model_steps_per_s": v for k, v in rates.items()},
+        "ratio": rates[fast] / min(rates.values()),
+    }
 
 
 PR_SET_PDEATHSIG = 1
@@ -460,6 +634,7 @@ def run_sweep(
     device: str = "cpu",
     workers: int | None = None,
     trainer: Trainer | None = None,
+    engine: str | None = "group",
     data_dir: str | os.PathLike | None = None,
     decoded_cache: Any = None,
     threads: int | None = None,
@@ -467,6 +642,7 @@ def run_sweep(
     on_unit: Callable[[Unit, int], None] | None = None,
     on_plan: Callable[[int, int], None] | None = None,
     on_extend: Callable[[list[Unit]], None] | None = None,
+    on_engine: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) a preset's sweep, extending its lr grid past censored optima when
     ``preset.max_extra_lrs`` > 0 (module docstring); return every stored point.
@@ -483,8 +659,15 @@ def run_sweep(
       device: torch device every unit trains on (``"cpu"``, ``"cuda"``).
       workers: parallel units. Default: one per CPU core on CPU (capped by the number of
         units), 1 on a local GPU.
-      trainer: a :func:`validate.engine.train_group`-compatible function (default: that one);
-        must be importable by name for the process-pool and Ray backends.
+      trainer: a :func:`validate.engine.train_group`-compatible function; must be importable
+        by name for the process-pool and Ray backends. Overrides ``engine``.
+      engine: ``"group"`` (:func:`validate.engine.train_group`, the default), ``"single"``
+        (:func:`validate.engine.train_single`: one model at a time; a killed unit restarts
+        from its beginning) or None: the engine the store's results were trained with, and
+        for a new store the faster one on this device, measured first on a slice of the
+        preset's work (:func:`measure_engines`, with the workers' torch threads; on Ray the
+        group engine). The two
+        engines agree to float rounding, not bit for bit, so the choice is in the store's key.
       data_dir: dataset folder, used alone (None: the data module's search path). The
         datasets must be there already (this package fetches nothing).
       decoded_cache: a picklable :class:`validate.data.ArrayCache` every process keeps
@@ -499,6 +682,10 @@ def run_sweep(
       on_plan: called once with (units in the base grid, units of it already stored).
       on_extend: called with each round's new units of the grid extension (module
         docstring), before they run.
+      on_engine: called once with how the engine was chosen: ``{"engine", "how"}`` with
+        ``how`` = ``"given"``, ``"stored"``, ``"measured"`` (then with
+        :func:`measure_engines`'s timings) or, on Ray (the driver is not where units run),
+        the group engine by default.
 
     Returns:
       All stored rows (this run's and earlier runs'), sorted by target (descending), batch
@@ -513,6 +700,24 @@ def run_sweep(
     store = MemoryStore() if store is None else store
     ddir = None if data_dir is None else os.fspath(data_dir)
     wl, data = load_workload(preset, data_dir=ddir, device="cpu", decoded_cache=decoded_cache)
+    if trainer is None:
+        choice: dict[str, Any] = {"engine": engine, "how": "given"}
+        if engine is None:
+            stored = _stored_engine(store)
+            if stored is not None:
+                choice = {"engine": stored, "how": "stored"}
+            elif backend == "ray":  # the driver is not where the units run: nothing to time
+                choice = {"engine": "group", "how": "default (ray: not measured)"}
+            else:
+                n = workers or (1 if device.startswith("cuda") else cpu_count())
+                on = load_workload(preset, data_dir=ddir, device=device)[1]
+                t = threads or (1 if backend == "local" and n > 1 else None)
+                choice = {"how": "measured"} | measure_engines(
+                    preset, wl, on, device=device, threads=t
+                )
+        trainer = engine_trainer(str(choice["engine"]))
+        if on_engine is not None:
+            on_engine(choice)
     store.bind(sweep_key(preset, fingerprint(wl, data), device=device, trainer=trainer))
     units = plan_units(preset)
     done = store.done_units()
@@ -550,10 +755,12 @@ def run_sweep(
             _run_local(preset, todo, commit, workers=workers, threads=threads, **opts)
 
     run(todo)
+    base_seeds = {int(s) for s in preset.seeds}
     if preset.max_extra_lrs:
         # each round adds at least one lr to a batch size below its cap, so this ends
         for _ in range(2 * preset.max_extra_lrs * len(preset.batch_sizes) + 1):
-            rows = store.rows()
+            # the grid's own seeds decide (added seeds come after, and do not reopen this)
+            rows = [r for r in store.rows() if int(r["seed"]) in base_seeds]
             done = store.done_units()
             todo = [u for u in _pending_extensions(preset, rows) if u.unit_id not in done]
             if not todo:
@@ -562,6 +769,17 @@ def run_sweep(
                     break
                 if on_extend is not None:
                     on_extend(list(todo))
+            run(todo)
+    if preset.max_seeds:
+        # each round adds >= 1 seed to a batch size below its cap, so this ends
+        for _ in range(len(preset.batch_sizes) * preset.max_seeds + 1):
+            todo = [
+                u for u in next_seeds(preset, store.rows()) if u.unit_id not in store.done_units()
+            ]
+            if not todo:
+                break
+            if on_extend is not None:
+                on_extend(list(todo))
             run(todo)
     return store.rows()
 
