@@ -8,6 +8,11 @@ Each case runs in-process through :func:`surgelab.cli.main`.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -238,3 +243,42 @@ def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(
     assert _main(["--import", str(bad), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert "--import" in err and "boom" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_branch_pool_keeps_finished_units_and_leaves_no_process(tmp_path):
+    """SIGINT while two worker processes branch: exit 130 with how to resume, the finished
+    units stay in branches.jsonl, no worker outlives the command."""
+    from tests.test_cli_validate import _alive, _children
+
+    out = tmp_path / "run"
+    argv = [a if a != "1" or SMALL[i - 1] != "--workers" else "2" for i, a in enumerate(SMALL)]
+    code = "import sys, surgelab; sys.exit(surgelab.main(sys.argv[1:]))"
+    env = {**os.environ, "SURGELAB_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, "validate", "branch", *argv, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    store, t0 = out / "branches.jsonl", time.monotonic()
+    while not (store.is_file() and store.read_text().count("\n") >= 1):
+        if p.poll() is not None or time.monotonic() - t0 > 120:
+            p.kill()
+            pytest.fail(f"no unit stored within 120 s: {p.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    kids = _children(p.pid)
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail("validate branch did not stop within 30 s of Ctrl-C")
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "resume with: surgelab validate branch" in err
+    assert store.read_text().count("\n") >= 1 and not (out / ".done").exists()
+    deadline = time.monotonic() + 5
+    while any(_alive(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)], "worker processes outlived the interrupted run"
