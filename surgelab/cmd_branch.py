@@ -624,62 +624,72 @@ def _sweep_rows(cfg: BranchConfig, starts: list[Any]) -> list[dict[str, Any]] | 
 
 def _compare(groups: list[Any], sweep: list[dict[str, Any]], k: int) -> list[str]:
     """Per state: the branches' lr* after K = ``k`` steps over the sweep's lr* (both interior)."""
-    import numpy as np
-
-    out = []
-    for name in dict.fromkeys(g.checkpoint for g in groups):
-        (g,) = [g for g in groups if g.checkpoint == name and g.horizon == k] or [None]
-        sw = {
+    ref = {
+        name: {
             int(r["batch_size"]): float(r["lr"])
             for r in sweep
             if r["checkpoint"] == name and not r.get("censored") and _finite(r.get("lr"))
         }
-        if g is None or not sw:
-            continue
-        br = {b["batch_size"]: b["lr"] for b in g.best if b["censored"] == ""}
-        common = sorted(set(sw) & set(br))
-        if not common:
-            out.append(
-                f"{name}: no batch size with an interior optimum in both the branches "
-                f"(K = {k}) and the sweep"
-            )
-            continue
-        r = np.array([br[b] / sw[b] for b in common])
-        out.append(
-            f"{name} vs the from-scratch sweep at target {name[4:]}: lr*(branch, K = {k}) / "
-            f"lr*(sweep) = {float(np.exp(np.log(r).mean())):.3g} (geometric mean over B = "
-            f"{', '.join(map(str, common))}; range {r.min():.3g}–{r.max():.3g})"
-        )
-    return out
+        for name in {g.checkpoint for g in groups}
+    }
+    return _ratios(
+        groups,
+        k,
+        ref,
+        lambda name: (
+            f"{name} vs the from-scratch sweep at target {name[4:]}: lr*(branch, "
+            f"K = {k}) / lr*(sweep)"
+        ),
+        f"(K = {k}) and the sweep",
+    )
 
 
 def _compare_estimate(groups: list[Any], est: list[dict[str, Any]], k: int) -> list[str]:
     """Per state: the branches' lr* after K = ``k`` steps over the one-step direct estimate's
     measured sign-step optimum, at the batch sizes where both are resolved (interior)."""
+    ref = {
+        name: {
+            int(r["batch_size"]): float(r["lr_meas_sign"])
+            for r in est
+            if r["checkpoint"] == name and r.get("resolved_sign") and _finite(r.get("lr_meas_sign"))
+        }
+        for name in {g.checkpoint for g in groups}
+    }
+    return _ratios(
+        groups,
+        k,
+        ref,
+        lambda name: (
+            f"{name} vs the one-step direct estimate (sign step, measured): "
+            f"lr*(branch, K = {k}) / lr*(estimate)"
+        ),
+        f"after K = {k} step(s) and a resolved one-step sign estimate",
+    )
+
+
+def _ratios(
+    groups: list[Any], k: int, ref: dict[str, dict[int, float]], head: Any, both: str
+) -> list[str]:
+    """Per state with reference lrs: lr*(branch, K = ``k``) over them, geometric mean and range
+    over the batch sizes where both are interior (``head(name)`` starts the line)."""
     import numpy as np
 
     out = []
     for name in dict.fromkeys(g.checkpoint for g in groups):
         (g,) = [g for g in groups if g.checkpoint == name and g.horizon == k] or [None]
-        if g is None:
+        other = ref.get(name) or {}
+        if g is None or not other:
             continue
-        meas = {
-            int(r["batch_size"]): float(r["lr_meas_sign"])
-            for r in est
-            if r["checkpoint"] == name and r.get("resolved_sign") and _finite(r.get("lr_meas_sign"))
-        }
         br = {b["batch_size"]: b["lr"] for b in g.best if b["censored"] == ""}
-        common = sorted(set(meas) & set(br))
+        common = sorted(set(other) & set(br))
         if not common:
             out.append(
-                f"{name}: no batch size with an interior optimum after K = {k} step(s) and a "
-                "resolved one-step sign estimate"
+                f"{name}: no batch size with an interior optimum in both the branches {both}"
             )
             continue
-        r = np.array([br[b] / meas[b] for b in common])
+        r = np.array([br[b] / other[b] for b in common])
         out.append(
-            f"{name} vs the one-step direct estimate (sign step, measured): lr*(branch, K = {k}) "
-            f"/ lr*(estimate) = {float(np.exp(np.log(r).mean())):.3g} (geometric mean over B = "
+            f"{head(name)} = {float(np.exp(np.log(r).mean())):.3g} (geometric mean over B = "
             f"{', '.join(map(str, common))}; range {r.min():.3g}–{r.max():.3g})"
         )
     return out

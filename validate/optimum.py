@@ -77,7 +77,7 @@ Degenerate inputs never raise: what cannot be computed is NaN and a ``reason`` s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -874,16 +874,23 @@ def edges_to_extend(
       {4: {'high'}}
     """
     out: dict[int, set[str]] = {}
+    for _cube, _rule, i, p in _point_peaks(rows, rules, min_ok_frac):
+        if p is not None and p.censored:
+            out.setdefault(int(_cube.B[i]), set()).add(p.censored)
+    return out
+
+
+def _point_peaks(
+    rows: Sequence[Mapping[str, Any]], rules: Sequence[str], min_ok_frac: float
+) -> Iterator[tuple[Cube, str, int, Peak | None]]:
+    """``(cube, rule, batch-size index, optimum on all seeds)`` per target, rule, batch size."""
     for t in targets_of(rows):
         cube = Cube(rows, t)
         for rule in rules:
             y = curves(cube, rule, None, min_ok_frac=min_ok_frac)
-            for i, b in enumerate(cube.B):
+            for i in range(cube.B.size):
                 tried = cube.tried[i]
-                p = local_peak(cube.lrs[tried], y[i, tried])
-                if p is not None and p.censored:
-                    out.setdefault(int(b), set()).add(p.censored)
-    return out
+                yield cube, rule, i, local_peak(cube.lrs[tried], y[i, tried])
 
 
 def log_widths(
@@ -913,39 +920,30 @@ def log_widths(
       ([4], True)
     """
     out: dict[int, float] = {}
-    for t in targets_of(rows):
-        cube = Cube(rows, t)
-        for rule in rules:
-            y_all = curves(cube, rule, None, min_ok_frac=min_ok_frac)
-            for i, b in enumerate(cube.B):
-                tried = cube.tried[i]
-                p = local_peak(cube.lrs[tried], y_all[i, tried])
-                if p is None or p.censored:
-                    continue
-                own = np.flatnonzero(cube.present[i].any(0))
-                w = math.inf
-                if own.size >= 2 and n_boot:
+    for cube, rule, i, p in _point_peaks(rows, rules, min_ok_frac):
+        if p is None or p.censored:
+            continue
+        own = np.flatnonzero(cube.present[i].any(0))
+        w = math.inf
+        if own.size >= 2 and n_boot:
 
-                    def stat(
-                        idx: NDArray[np.int64],
-                        c: Cube = cube,
-                        rule: str = rule,
-                        i: int = i,
-                        own: NDArray[np.int64] = own,
-                        tried: NDArray[np.bool_] = tried,
-                    ) -> float:
-                        y = curves(c, rule, own[idx], min_ok_frac=min_ok_frac)[i, tried]
-                        q = local_peak(c.lrs[tried], y)
-                        return math.log(q.x) if q is not None else NAN
+            def stat(
+                idx: NDArray[np.int64],
+                c: Cube = cube,
+                rule: str = rule,
+                i: int = i,
+                own: NDArray[np.int64] = own,
+            ) -> float:
+                tried = c.tried[i]
+                y = curves(c, rule, own[idx], min_ok_frac=min_ok_frac)[i, tried]
+                q = local_peak(c.lrs[tried], y)
+                return math.log(q.x) if q is not None else NAN
 
-                    lo, hi, _ = bootstrap_interval(
-                        stat,
-                        own.size,
-                        n_boot=n_boot,
-                        level=expanded_level(level, own.size),
-                        seed=seed,
-                    )
-                    if math.isfinite(lo) and math.isfinite(hi):
-                        w = hi - lo
-                out[int(b)] = max(out.get(int(b), 0.0), w)
+            lo, hi, _ = bootstrap_interval(
+                stat, own.size, n_boot=n_boot, level=expanded_level(level, own.size), seed=seed
+            )
+            if math.isfinite(lo) and math.isfinite(hi):
+                w = hi - lo
+        b = int(cube.B[i])
+        out[b] = max(out.get(b, 0.0), w)
     return out
