@@ -506,8 +506,10 @@ def measure_engines(
 ) -> dict[str, Any]:
     """Time every engine on one unit of the preset's own work on this device; pick the faster.
 
-    The slice: the preset's middle batch size, all its lrs × one unit's seeds, ``steps``
-    optimiser steps (default two evaluation intervals) with no target crossed (so no forks),
+    The slice: the preset's middle batch size, all its lrs × one unit's seeds (the single
+    engine, whose cost per model-step does not depend on their number: at most 2 lrs × 4
+    seeds of them), ``steps`` optimiser steps (default two evaluation intervals) with no
+    target crossed (so no forks),
     after a one-interval warm-up of each engine (first-call costs); each engine is run
     ``repeats`` times, alternately, and its fastest wall time kept (the least disturbed on a
     shared machine). ``threads``: torch threads during the measurement (the workers' setting;
@@ -534,6 +536,8 @@ def measure_engines(
         eval_every=every,
         device=device,
     )
+    # one model at a time costs the same per model-step however many: time at most 2 × 4
+    grids = {k: (lrs[:2], seeds[:4]) if k == "single" else (lrs, seeds) for k in cands}
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -543,14 +547,15 @@ def measure_engines(
             fn(workload, data, b, lrs[:1], seeds[:1], max_steps=every, **kw)
         for _ in range(repeats):
             for name, fn in cands.items():
+                ls, ss = grids[name]
                 t0 = time.perf_counter()
-                fn(workload, data, b, lrs, seeds, max_steps=n, **kw)
+                fn(workload, data, b, ls, ss, max_steps=n, **kw)
                 best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
     m = len(lrs) * len(seeds)
-    rates = {k: m * n / max(v, 1e-12) for k, v in best.items()}
+    rates = {k: len(grids[k][0]) * len(grids[k][1]) * n / max(v, 1e-12) for k, v in best.items()}
     fast = max(rates, key=rates.__getitem__)
     return {
         "engine": fast,
