@@ -350,10 +350,47 @@ class _Job:
         return _LOADED[key]
 
 
+def _packed(start: Any) -> Any:
+    """``start`` with its tensors as numpy arrays: pickled by value to a worker (torch's own
+    pickling of tensors shares memory through file descriptors served by a thread of this
+    process, which a worker stopped mid-transfer leaves with a traceback)."""
+    import dataclasses
+
+    def arrays(d: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if d is None else {k: v.detach().cpu().numpy() for k, v in d.items()}
+
+    return dataclasses.replace(
+        start,
+        params=arrays(start.params),
+        buffers=arrays(start.buffers),
+        exp_avg=arrays(start.exp_avg),
+        exp_avg_sq=arrays(start.exp_avg_sq),
+    )
+
+
+def _unpacked(start: Any) -> Any:
+    """The inverse of :func:`_packed` (a start already holding tensors is returned as is)."""
+    import dataclasses
+
+    import torch
+
+    def tensors(d: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if d is None else {k: torch.as_tensor(v) for k, v in d.items()}
+
+    return dataclasses.replace(
+        start,
+        params=tensors(start.params),
+        buffers=tensors(start.buffers),
+        exp_avg=tensors(start.exp_avg),
+        exp_avg_sq=tensors(start.exp_avg_sq),
+    )
+
+
 def _branch_unit(job: _Job, start: Any, b: int, lrs: list[float]) -> list[dict[str, Any]]:
     """Rows of one unit: every (lr, seed) at batch size ``b`` branched from ``start``."""
     from validate import branch
 
+    start = _unpacked(start)
     workload, data = job.loaded()
     return branch.branch_group(
         workload,
@@ -375,6 +412,7 @@ def _estimate_unit(job: _Job, start: Any) -> list[dict[str, Any]]:
     (:func:`validate.estimate.estimate_at_checkpoint`)."""
     from validate.estimate import estimate_at_checkpoint
 
+    start = _unpacked(start)
     workload, data = job.loaded()
     model = workload.make_model()
     model.load_state_dict({**start.params, **start.buffers})
@@ -514,6 +552,7 @@ def _run_units(
     tried: dict[tuple[int, int], list[float]] = {k: [] for k in keys}
     unit_ids: dict[tuple[int, int], list[str]] = {k: [] for k in keys}
     pending = dict.fromkeys(keys, 0)
+    packed = [_packed(s) for s in starts]
     queue: list[tuple[Any, tuple[Any, ...], tuple[Any, ...]]] = []
     pbar = bar(len(keys) + (len(starts) if job.estimate is not None else 0), "units", unit="unit")
 
@@ -526,7 +565,7 @@ def _run_units(
             pbar.update(1)
         else:
             pending[key] += 1
-            queue.append((_branch_unit, (job, s, b, lrs), ("unit", key, uid)))
+            queue.append((_branch_unit, (job, packed[key[0]], b, lrs), ("unit", key, uid)))
 
     def extend(key: tuple[int, int]) -> None:
         """Add the next round of extra lrs of a batch size whose units have all finished."""
@@ -557,11 +596,11 @@ def _run_units(
         extend(key)
 
     if job.estimate is not None:
-        for s in starts:
+        for i, s in enumerate(starts):
             if s.name in est_done:
                 pbar.update(1)
             else:
-                queue.append((_estimate_unit, (job, s), ("estimate", s.name)))
+                queue.append((_estimate_unit, (job, packed[i]), ("estimate", s.name)))
     for key in sorted(keys, key=lambda k: (-k[1], k[0])):  # the largest batch sizes first
         add(key, base)
         extend(key)

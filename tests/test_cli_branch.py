@@ -249,11 +249,11 @@ def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(
 def test_ctrl_c_stops_the_branch_pool_keeps_finished_units_and_leaves_no_process(tmp_path):
     """SIGINT while two worker processes branch: exit 130 with how to resume, the finished
     units stay in branches.jsonl, no worker outlives the command."""
-    from tests.test_cli_validate import _alive, _children
+    from tests.test_cli_validate import INTERRUPTIBLE, _alive, _children
 
     out = tmp_path / "run"
     argv = [a if a != "1" or SMALL[i - 1] != "--workers" else "2" for i, a in enumerate(SMALL)]
-    code = "import sys, surgelab; sys.exit(surgelab.main(sys.argv[1:]))"
+    code = INTERRUPTIBLE + "sys.exit(surgelab.main(sys.argv[1:]))"
     env = {**os.environ, "SURGELAB_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(
         [sys.executable, "-c", code, "validate", "branch", *argv, "--out", str(out)],
