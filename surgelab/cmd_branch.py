@@ -135,9 +135,9 @@ class BranchConfig(Config):
     )
     estimate_batches: int = opt(
         36,
-        "mini-batches per batch size at most in the one-step estimate (rounds of 12 until "
-        "its interval is narrow)",
-        lo=12,
+        "mini-batches per batch size at most in the one-step estimate (drawn in rounds, as "
+        "`validate estimate --max-batches`, until its interval is narrow)",
+        lo=2,
         hi=1_000_000,
     )
     n_boot: int = opt(200, "bootstrap resamples of seeds (0: no intervals)", lo=0, hi=100_000)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -75,6 +74,10 @@ SMALL = [
 ]
 
 
+#: SMALL in two worker processes
+TWO_WORKERS = ["2" if i and SMALL[i - 1] == "--workers" else a for i, a in enumerate(SMALL)]
+
+
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("branch") / "run"
@@ -113,8 +116,7 @@ def test_the_one_step_estimate_is_measured_at_each_state_and_compared_with_k1(sm
 def test_two_worker_processes_give_the_same_numbers_bit_for_bit(small_run, tmp_path):
     """Units run in parallel processes in any order: the rows, the grid extensions and the
     estimates are those of one process."""
-    argv = [a if a != "1" or SMALL[i - 1] != "--workers" else "2" for i, a in enumerate(SMALL)]
-    assert "2" in argv and _main([*argv, "--out", str(tmp_path / "w2")]) == 0
+    assert _main([*TWO_WORKERS, "--out", str(tmp_path / "w2")]) == 0
     for name in ("points.csv", "estimate.csv", "best_lr.csv"):
         assert (tmp_path / "w2" / name).read_bytes() == (small_run / name).read_bytes(), name
 
@@ -249,14 +251,13 @@ def test_a_users_workload_file_is_imported_and_branched_from_their_checkpoint(
 def test_ctrl_c_stops_the_branch_pool_keeps_finished_units_and_leaves_no_process(tmp_path):
     """SIGINT while two worker processes branch: exit 130 with how to resume, the finished
     units stay in branches.jsonl, no worker outlives the command."""
-    from tests.test_cli_validate import INTERRUPTIBLE, _alive, _children
+    from tests.test_cli_validate import INTERRUPTIBLE, _children, _wait_gone, interrupt
 
     out = tmp_path / "run"
-    argv = [a if a != "1" or SMALL[i - 1] != "--workers" else "2" for i, a in enumerate(SMALL)]
     code = INTERRUPTIBLE + "sys.exit(surgelab.main(sys.argv[1:]))"
     env = {**os.environ, "SURGELAB_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     p = subprocess.Popen(
-        [sys.executable, "-c", code, "validate", "branch", *argv, "--out", str(out)],
+        [sys.executable, "-c", code, "validate", "branch", *TWO_WORKERS, "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -269,16 +270,8 @@ def test_ctrl_c_stops_the_branch_pool_keeps_finished_units_and_leaves_no_process
             pytest.fail(f"no unit stored within 120 s: {p.communicate()[1][-2000:]}")
         time.sleep(0.1)
     kids = _children(p.pid)
-    p.send_signal(signal.SIGINT)
-    try:
-        _, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        pytest.fail("validate branch did not stop within 30 s of Ctrl-C")
+    err = interrupt(p)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "resume with: surgelab validate branch" in err
     assert store.read_text().count("\n") >= 1 and not (out / ".done").exists()
-    deadline = time.monotonic() + 5
-    while any(_alive(k) for k in kids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [k for k in kids if _alive(k)], "worker processes outlived the interrupted run"
+    assert _wait_gone(kids, 5.0) == [], "worker processes outlived the interrupted run"

@@ -295,6 +295,19 @@ def _wait_gone(pids: list[int], seconds: float) -> list[int]:
     return [q for q in pids if _alive(q)]
 
 
+def interrupt(p: subprocess.Popen, seconds: float = 15.0) -> str:
+    """Send SIGINT (Ctrl-C) to ``p``; its stderr once it has stopped, within ``seconds``."""
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    try:
+        _, err = p.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail(f"the command did not stop within {seconds:g} s of Ctrl-C")
+    assert time.monotonic() - t0 < seconds
+    return err
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_the_sweep_keeps_points_and_leaves_no_process(tmp_path):
     """SIGINT after the first unit is stored: exit 130 within a few seconds, a one-line
@@ -303,14 +316,7 @@ def test_ctrl_c_stops_the_sweep_keeps_points_and_leaves_no_process(tmp_path):
     p = _start_sweep(out)
     kids = _wait_for_first_unit(p, out / "sweep.sqlite")
     n_before = _stored_units(out / "sweep.sqlite")
-    t0 = time.monotonic()
-    p.send_signal(signal.SIGINT)
-    try:
-        _, err = p.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        pytest.fail("the sweep did not stop within 15 s of Ctrl-C")
-    assert time.monotonic() - t0 < 15
+    err = interrupt(p)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "AttributeError" not in err
     assert "resume with: surgelab validate run" in err and f"--out {out}" in err

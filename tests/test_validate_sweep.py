@@ -393,6 +393,9 @@ def test_the_single_engine_sweeps_with_checkpoints_and_matches_the_group_engine(
     group = sweep.run_sweep(p, workers=1, engine="group")
     assert [_key(r) for r in single] == [_key(r) for r in group]
     assert [r["steps"] for r in single] == [r["steps"] for r in group]
+    # same arithmetic in another order (per-model vs vmapped reductions): float32 rounding,
+    # ~1e-6 on losses of order 1 in validate.bench's measurement; 1e-4 leaves room for it
+    # to grow over a few hundred steps
     for a, b in zip(single, group):
         if a["reached"]:
             assert a["loss_at_target"] == pytest.approx(b["loss_at_target"], rel=1e-4, abs=1e-6)
