@@ -296,7 +296,12 @@ def run_sweep(cfg: SweepConfig, run: RunDir | None) -> int:
             )
         except sweep.StaleResultsError as exc:
             raise UsageError(f"--out {exc}") from None
-    summary = fits.summarise(rows, n_boot=cfg.n_boot)
+    adaptive = (
+        dict(seed_log_width=preset.seed_log_width, max_seeds=preset.max_seeds)
+        if preset.max_seeds
+        else {}
+    )
+    summary = fits.summarise(rows, n_boot=cfg.n_boot, **adaptive)
     run.write_table("points.csv", rows)
     run.write_table("fits.csv", summary.pop("fits"))
     run.write_table("best_lr.csv", summary.pop("best"))

@@ -11,6 +11,7 @@ results came from another workload definition (refused, never reused).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -146,6 +147,21 @@ def test_presets_lists_every_preset(capsys):
 
 
 # ----------------------------------------------------------------------------- a whole run
+
+
+def test_an_adaptive_run_analyses_under_its_rule(tmp_path, capsys):
+    """With --max-seeds the analysis knows the rule: here no interval is wider than the
+    (huge) --seed-log-width, so no seed is added, every batch size stopped below max_seeds and
+    each interior optimum with an interval gets one at least that wide, flagged "width"."""
+    out = tmp_path / "run"
+    argv = ["validate", "run", *TINY, "--seeds", "5", "--max-seeds", "6"]
+    argv += ["--seed-log-width", "20", "--engine", "group", "--workers", "1", "--n-boot", "20"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert set(read_json(out / "summary.json")["seeds_by_batch_size"].values()) == {5}
+    rows = [r for r in read_table(out / "best_lr.csv") if not r["censored"] and r["lo"]]
+    assert rows
+    for r in rows:
+        assert "width" in r["floor"] and math.log(r["hi"] / r["lo"]) >= 20 - 1e-9
 
 
 def test_run_writes_the_folder_resumes_and_refuses_a_changed_workload(

@@ -557,6 +557,7 @@ def analyse(
                 "value": b["value"],
                 "n_seeds": b["n_seeds"],
                 "p_edge": b["p_edge"],
+                "floor": b["floor"],
             }
             for b in ta.best
             if b["rule"] == "further"

@@ -9,7 +9,8 @@ tables of a run folder and the numbers of its ``summary.json``:
 
 * ``best_lr.csv`` (:func:`summarise` ``["best"]``): one row per (target, batch size, rule):
   ``target, batch_size, rule, lr, lo, hi, censored`` (+ ``grid_lr``, ``value``, ``n_seeds``,
-  ``p_edge``, ``S``, ``E``);
+  ``p_edge``, ``floor`` (what widened the interval: the grid cell, the adaptive-seed width),
+  ``S``, ``E``);
 * ``loo.csv`` (``["loo_table"]``): ``target, law, err, lo, hi`` (+ ``diff``, ``diff_lo``,
   ``diff_hi`` against ``best_baseline``, ``n_folds``);
 * ``b_crit.csv`` (``["b_crit_table"]``): ``target, value, lo, hi`` (+ ``s_min``, seed-only
@@ -84,6 +85,8 @@ def fit_target(
     half_width: int = 1,
     s_rule: str = "further",
     censored_s: bool = True,
+    seed_log_width: float | None = None,
+    max_seeds: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     """One target: ``(fit row, tables)``; tables ``best``, ``loo``, ``b_crit`` (one row) and
     ``falls`` (one dict: the fall of lr* past its peak, :func:`validate.optimum.analyse_target`).
@@ -91,8 +94,8 @@ def fit_target(
     Args:
       rows: the points table.
       target: the target loss to analyse.
-      min_ok_frac, n_boot, seed, level, half_width, s_rule, censored_s: as
-        :func:`validate.optimum.analyse_target`.
+      min_ok_frac, n_boot, seed, level, half_width, s_rule, censored_s, seed_log_width,
+        max_seeds: as :func:`validate.optimum.analyse_target`.
 
     Returns:
       The fit row (module docstring, ``fits.csv``) and that target's table rows.
@@ -107,6 +110,8 @@ def fit_target(
         half_width=half_width,
         s_rule=s_rule,
         censored_s=censored_s,
+        seed_log_width=seed_log_width,
+        max_seeds=max_seeds,
     )
     bc = a.b_crit
     B = a.cube.B
