@@ -438,6 +438,20 @@ def test_the_fall_interval_keeps_the_grid_cell_of_an_unrefined_peak():
     assert math.log(f["factor"] / f["lo"]) >= math.log(10) / 8 * (1 - 1e-9)
 
 
+def test_a_fall_hidden_by_the_grid_edge_is_named_not_estimated():
+    """lr* far above the grid at B = 16 (censored high) and back inside it at B = 32 and 64:
+    the fall estimate uses the interior batch sizes only, and the text names the fall past
+    B = 16 that the grid does not resolve."""
+    B = np.array([4.0, 8, 16, 32, 64])
+    ls = np.array([1e-3, 2e-3, 1.0, 4e-3, 2e-3])
+    f = optimum.analyse_target(_fall_rows(B, ls), 1.0, n_boot=100).fall
+    assert f["censored"] == ["16:high"] and f["suggested"] == "16>32"
+    assert f["b_peak"] == 32.0 and f["b_last"] == 64.0
+    assert "at B = 16 the best lr is the largest tried" in f["text"]
+    f = optimum.analyse_target(_fall_rows(B[:3], ls[:3]), 1.0, n_boot=100).fall
+    assert f["suggested"] == "" and "largest tried" not in f["text"]
+
+
 @pytest.mark.slow
 def test_fall_interval_coverage_and_false_claims():
     """40 draws of the known fall: the interval holds the true factor 8 in >= 80% (measured
@@ -481,7 +495,8 @@ def test_a_censored_batch_size_is_listed_and_not_used():
     f = optimum.analyse_target(_fall_rows(B, lr), 1.0, n_boot=100).fall
     assert f["censored"] == ["16:high", "512:low"]
     assert (f["b_peak"], f["b_last"]) == (32.0, 256.0)
-    assert f["text"].endswith("; censored at B = 16 (high), 512 (low)")
+    assert "; censored at B = 16 (high), 512 (low); but at B = 16 the best lr" in f["text"]
+    assert f["suggested"] == "16>32"  # the edge lr at 16 is above B = 32's whole interval
     assert f["falls"] and f["lo"] <= 8.0 <= f["hi"]
 
 

@@ -81,7 +81,9 @@ Per target:
   optima's floors allow (an unrefined grid optimum: its cell). That interval is
   *conditional on the choice* of the pair, and choosing B_peak as the argmax of noisy lr* on
   the same data biases f upward (a winner's curse), so a fall is claimed only when the
-  interval's lower end exceeds 1 and the text says "no fall resolved" otherwise. Even so,
+  interval's lower end exceeds 1 and the text says "no fall resolved" otherwise. A fall the
+  grid's top edge hides (a batch size censored "high" at an lr above the whole interval of a
+  larger batch size's lr*) is named in the text (:func:`suggested_fall`), not estimated. Even so,
   on a flat lr* (no fall; 4 batch sizes, 6 seeds, heavy noise) 3 of 30 draws claimed one
   while this was written, and a known 8× fall was covered in 35 of 40 draws (the slow test
   in tests/test_validate_estimators.py).
@@ -529,6 +531,31 @@ def fall_point(
     return i_peak, i_last, None
 
 
+def suggested_fall(best: Sequence[Mapping[str, Any]]) -> str:
+    """A fall the grid's top edge hides: ``"B_c>B"`` or "".
+
+    B_c is the smallest batch size whose best lr is the largest it tried (censored "high":
+    its lr* is at least about that lr) while a larger batch size B has an interior optimum
+    whose interval lies wholly below that lr: the optimum then falls from B_c to B by more
+    than the ratio, but by how much the grid cannot say (B_c is kept out of the fall's
+    estimate). ``best``: one rule's rows (``batch_size, lr, hi, censored``), any order.
+
+    Examples:
+      >>> rows = [dict(batch_size=256, lr=0.05, hi=0.05, censored="high"),
+      ...         dict(batch_size=512, lr=0.015, hi=0.02, censored="")]
+      >>> suggested_fall(rows), suggested_fall([{**rows[0], "censored": ""}, rows[1]])
+      ('256>512', '')
+    """
+    rows = sorted(best, key=lambda r: r["batch_size"])
+    for i, c in enumerate(rows):
+        if c["censored"] != "high" or not c["lr"] > 0:
+            continue
+        for r in rows[i + 1 :]:
+            if r["censored"] == "" and math.isfinite(r["hi"]) and r["hi"] < c["lr"]:
+                return f"{int(c['batch_size'])}>{int(r['batch_size'])}"
+    return ""
+
+
 def _fall_text(target: float, fall: Mapping[str, Any], why: str | None, no_iv: str) -> str:
     t = f"target {target:g}"
     a, b, f, lo, hi = (fall[k] for k in ("b_peak", "b_last", "factor", "lo", "hi"))
@@ -552,6 +579,12 @@ def _fall_text(target: float, fall: Mapping[str, Any], why: str | None, no_iv: s
     if fall["censored"]:
         cen = ", ".join(f"{c.split(':')[0]} ({c.split(':')[1]})" for c in fall["censored"])
         text += f"; censored at B = {cen}"
+    if fall.get("suggested"):
+        bc, b2 = fall["suggested"].split(">")
+        text += (
+            f"; but at B = {bc} the best lr is the largest tried, above the whole lr* interval "
+            f"at B = {b2}: a fall past B = {bc} that the grid does not resolve (widen it there)"
+        )
     return text
 
 
@@ -617,7 +650,8 @@ def analyse_target(
       ``n_censored``, ``reason``), ``loo`` (per law ``target, law, err, lo, hi`` + ``diff``,
       ``diff_lo``, ``diff_hi`` against ``best_baseline``, ``n_folds``), ``verdict``, and
       ``fall`` (paper's rule: ``target, b_peak, b_last, factor, lo, hi, falls`` (lo > 1),
-      ``censored`` (list of "B:edge"), ``text``; NaN where undefined).
+      ``censored`` (list of "B:edge"), ``suggested`` (:func:`suggested_fall`), ``text``; NaN
+      where undefined).
     """
     if not (n_boot == 0 or n_boot >= 10):
         raise ValueError(f"n_boot must be 0 (no intervals) or >= 10; got {n_boot=}")
@@ -911,6 +945,7 @@ def analyse_target(
         no_iv = f"{n} seeds, {MIN_BOOT_SEEDS} needed for one"
     else:
         no_iv = "too few resamples had an optimum at both batch sizes"
+    fall["suggested"] = suggested_fall([r for r in best if r["rule"] == "further"])
     fall["text"] = _fall_text(cube.target, fall, fall_why, no_iv)
     return TargetAnalysis(cube.target, best, b_crit, loo, verdict, point, cube, E0, folds0, fall)
 
