@@ -499,8 +499,8 @@ class Evidence:
       target: the target loss the best lrs are for (None: unknown).
       censored: per point, True when the best lr is the smallest or largest lr tried at that
         batch size (the optimum may lie beyond it).
-      lr_lo, lr_hi: per point, where the optimum lies (e.g. the lrs tried just below and above
-        the best; a censored side is NaN); None: unknown.
+      lr_lo, lr_hi: per point, an interval for the optimum (e.g. a sweep's seed-bootstrap
+        interval of lr*; NaN where there is none); None: unknown.
       b_crit: the same sweep's S–E B_crit (Eq. 22), shown for comparison; None if not fitted.
       source: where the points were read (for the report).
       fitted: the sweep's own fit of each theory law, ``{law: (eps_max, b_noise)}`` (the
@@ -600,8 +600,8 @@ def _rec_rows_for(ev: Evidence, targets: Sequence[float], ci: float) -> list[dic
             hi = float(np.nanmax(hi_pt[at])) if np.any(np.isfinite(hi_pt[at])) else math.nan
             err = math.nan
             basis = f"measured: the best lr of the sweep at B = {t:g}"
-            if math.isfinite(lo) and math.isfinite(hi):
-                basis += " (the optimum lies between the neighbouring lrs tried)"
+            if math.isfinite(lo) and math.isfinite(hi) and not cens[at].any():
+                basis += " (with the interval the source gives for it)"
             if cens[at].any():
                 caveats.append(
                     f"censored: at B = {t:g} the best lr is on the edge of the lr grid, so the "
