@@ -171,7 +171,7 @@ def test_interval_coverage_under_adaptive_seeds_is_near_nominal():
     holds the true optimum in [0.90, 0.99] of them, the point estimate stays unbiased (mean
     log error within 3 standard errors of 0), and the rule did stop at different sizes (else
     this tests nothing adaptive). Measured while writing this: coverage 0.95 (0.883 without
-    the floor, 0.76 among the draws that stopped at 5 seeds), stops at 5 / 10 / 15 seeds in
+    the floor, 0.75 among the draws that stopped at 5 seeds), stops at 5 / 10 / 15 seeds in
     91 / 119 / 90 draws; fixed 5 / 10 / 15 seeds cover 0.905 / 0.945 / 0.945."""
     preset = dataclasses.replace(get_preset("fmnist-wide-cpu"), **ADAPTIVE)
     hits, sizes, err = 0, [], []

@@ -40,7 +40,7 @@ Per (target, batch size B):
   (``seed_log_width`` W and ``max_seeds`` given, :mod:`validate.sweep`): a batch size the rule
   stopped before ``max_seeds`` stopped *because* its interval looked narrower than W, which
   picks draws whose seed spread happens to be small (optional stopping): measured on
-  synthetic sweeps, such intervals held the true optimum in 0.76 of the draws that stopped at
+  synthetic sweeps, such intervals held the true optimum in 0.75 of the draws that stopped at
   the first look. Its interval is therefore at least W wide, centred on ln lr* (the fixed width
   the rule aims for, as in Stein's two-stage design), which restores coverage near nominal
   (the slow test in tests/test_validate_estimators.py). ``floor`` in the table names what

@@ -63,7 +63,7 @@ estimate at a batch size is the estimate on all its seeds, however many; what th
 change is coverage: stopping when an interval first looks narrow picks draws whose spread
 happens to be small (optional stopping on the spread). On noisy synthetic sweeps (5 seeds,
 chunks of 5 up to 15, W = 0.8) the 95% intervals held the true optimum in 0.883 of 300 draws,
-0.76 among those that stopped at 5 seeds; so the analysis of an adaptive sweep gives a batch
+0.75 among those that stopped at 5 seeds; so the analysis of an adaptive sweep gives a batch
 size the rule stopped early an interval at least W wide (``floor`` "width" in ``best_lr.csv``,
 :func:`validate.optimum.analyse_target`), which brought coverage back to 0.95 (the slow test in
 tests/test_validate_estimators.py). Batch sizes may end with different numbers of seeds: a batch
